@@ -1,0 +1,55 @@
+"""Read Dagster run storage (its Postgres database) directly: runtime truth is rows.
+
+Only reads, and only the columns this project needs from the ``runs`` and ``run_tags`` tables of
+dagster-postgres 0.29 (pinned); tests/integration checks these columns exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+APP_RUN_TAG = "app/run_id"
+
+
+@dataclass(frozen=True)
+class DagsterRun:
+    run_id: str
+    job_name: str
+    status: str
+    parent_run_id: str | None
+    root_run_id: str | None
+    retry_number: int
+    will_retry: bool
+    created_at: float
+
+
+def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
+    """Every Dagster run tagged with this app run id, oldest first."""
+    rows = conn.execute(
+        """
+        SELECT r.run_id, r.pipeline_name, r.status,
+               max(t.value) FILTER (WHERE t.key = 'dagster/parent_run_id'),
+               max(t.value) FILTER (WHERE t.key = 'dagster/root_run_id'),
+               max(t.value) FILTER (WHERE t.key = 'dagster/retry_number'),
+               max(t.value) FILTER (WHERE t.key = 'dagster/will_retry'),
+               extract(epoch FROM r.create_timestamp)
+        FROM runs r
+        JOIN run_tags a ON a.run_id = r.run_id AND a.key = %s AND a.value = %s
+        LEFT JOIN run_tags t ON t.run_id = r.run_id
+        GROUP BY r.run_id, r.pipeline_name, r.status, r.create_timestamp, r.id
+        ORDER BY r.create_timestamp, r.id
+        """,
+        (APP_RUN_TAG, app_run_id),
+    ).fetchall()
+    return [
+        DagsterRun(run_id=r[0], job_name=r[1], status=r[2], parent_run_id=r[3], root_run_id=r[4],
+                   retry_number=int(r[5] or 0), will_retry=(r[6] == "true"), created_at=float(r[7]))
+        for r in rows
+    ]
+
+
+def status(conn: psycopg.Connection, dagster_run_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE run_id = %s", (dagster_run_id,)).fetchone()
+    return row[0] if row else None

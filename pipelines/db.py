@@ -1,0 +1,57 @@
+"""Database URLs and connections (psycopg 3 only in our code)."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+from psycopg import sql
+
+from pipelines import localdb
+from pipelines.settings import Settings, database_name, sqlalchemy_psycopg2, with_database
+
+
+def app_url(settings: Settings) -> str:
+    if settings.external_database_url:
+        return settings.external_database_url
+    return localdb.server_url(settings)
+
+
+def dagster_url(settings: Settings) -> str:
+    """The Dagster storage database: same server, its own database (product and orchestration
+    tables never mix). ``DAGSTER_DATABASE_URL`` overrides."""
+    explicit = os.environ.get("DAGSTER_DATABASE_URL")
+    if explicit:
+        return explicit
+    app = app_url(settings)
+    return with_database(app, database_name(app) + "_dagster")
+
+
+def dagster_storage_url(settings: Settings) -> str:
+    return sqlalchemy_psycopg2(dagster_url(settings))
+
+
+def connect(url: str, **kwargs: object) -> psycopg.Connection:
+    return psycopg.connect(url, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def _maintenance_url(url: str) -> str:
+    return with_database(url, "postgres")
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if missing; True when it was created."""
+    name = database_name(url)
+    with connect(_maintenance_url(url), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+
+
+def recreate_database(url: str) -> None:
+    """Drop (forcibly disconnecting sessions) and create the database named in ``url``."""
+    name = database_name(url)
+    with connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

