@@ -35,7 +35,7 @@ def execute(job: dict[str, Any], config: SandboxConfig, backend: Backend) -> dic
             workdir.prepared(config.work_root, slot.uid, job.get("files", [])) as wd:
         cg: cgroups.RunCgroup | None = None
         if backend == "bwrap":
-            cg = _run_cgroup(config, slot.index, limits)
+            cg = _run_cgroup(config, slot.uid, limits)
             env = launcher.sandbox_env(job.get("env", {}), home=launcher.SANDBOX_WORKDIR)
             inner = launcher.bwrap_argv(tools, str(wd), env, command)
             spawn_env: dict[str, str] = {}
@@ -80,9 +80,9 @@ def _noop() -> None:
     return None
 
 
-def _run_cgroup(config: SandboxConfig, slot: int, limits: Limits) -> cgroups.RunCgroup | None:
+def _run_cgroup(config: SandboxConfig, uid: int, limits: Limits) -> cgroups.RunCgroup | None:
     try:
-        cg = cgroups.create(Path(config.cgroup_root), config.cgroup_parent, f"slot-{slot}", limits)
+        cg = cgroups.create(Path(config.cgroup_root), config.cgroup_parent, f"uid-{uid}", limits)
     except OSError as exc:
         log.warning("sandbox cgroups unavailable, falling back to rlimits for mem/pids: %s", exc)
         return None

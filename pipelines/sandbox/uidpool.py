@@ -25,7 +25,7 @@ class Slot:
 def lease(uid_base: int, pool_size: int, lock_dir: str) -> Iterator[Slot]:
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
     for index in range(pool_size):
-        fd = os.open(os.path.join(lock_dir, f"slot-{index}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(os.path.join(lock_dir, f"uid-{uid_base + index}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
