@@ -1,0 +1,25 @@
+"""The messages sent to a model: fixed instructions, then the intent as canonical JSON (nothing else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai.types.chat import ChatCompletionMessageParam
+
+from .fixture_store import canonical_json
+from .plan import SCHEMA_VERSION
+
+SYSTEM = (
+    "You are the planning step of a job runner. Turn the user's intent (a JSON object with goal, inputs, "
+    "constraints and connectors) into a plan the sandbox will execute: the files to create in an empty "
+    "work directory (relative paths), then POSIX shell commands run in order inside it, with no network "
+    "access, each with a timeout in milliseconds. Prefer few, small, standard commands. "
+    f'Answer only with the JSON plan; schemaVersion is "{SCHEMA_VERSION}".'
+)
+
+
+def messages(intent: Any) -> list[ChatCompletionMessageParam]:
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": canonical_json(intent)},
+    ]

@@ -1,0 +1,192 @@
+"""One plan from an OpenAI-compatible chat-completions server (OpenAI, vLLM, llama.cpp, Ollama, LiteLLM).
+
+Retries live here and only here: the ``openai`` client is built with ``max_retries=0`` so the attempt
+count, the backoff and its jitter are ours to bound, seed and test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+from openai._legacy_response import LegacyAPIResponse
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+
+import contracts
+
+from .errors import OCError
+from .plan import response_format, validate_plan
+from .result import ProviderMeta, Usage
+
+ENV_VARS = ("OC_BASE_URL", "OC_API_KEY", "OC_MODEL", "OC_TIMEOUT_S", "OC_MAX_RETRIES")
+# The client refuses an empty key; local servers (Ollama, llama.cpp, vLLM) ignore whatever is sent.
+_NO_KEY = "no-key-configured"
+_RETRY_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    backoff_cap_s: float = 8.0
+
+    @property
+    def host(self) -> str | None:
+        return urlsplit(self.base_url).hostname
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ProviderConfig:
+        missing = [name for name in ("OC_BASE_URL", "OC_MODEL") if not env.get(name)]
+        if missing:
+            raise OCError(
+                "not_configured",
+                f"set {' and '.join(missing)} (e.g. OC_BASE_URL=https://api.openai.com/v1 OC_MODEL=gpt-4o-mini "
+                "OC_API_KEY=...; optional OC_TIMEOUT_S, OC_MAX_RETRIES)",
+            )
+        return cls(
+            base_url=env["OC_BASE_URL"],
+            model=env["OC_MODEL"],
+            api_key=env.get("OC_API_KEY") or None,
+            timeout_s=float(env.get("OC_TIMEOUT_S") or 60.0),
+            max_retries=int(env.get("OC_MAX_RETRIES") or 3),
+        )
+
+
+def _retry_after_s(exc: openai.APIError) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date; our own backoff is good enough
+
+
+def _backoff_s(config: ProviderConfig, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+    ceiling = min(config.backoff_cap_s, config.backoff_s * 2**attempt)
+    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, config.backoff_cap_s)
+
+
+def _is_transient(exc: openai.APIError) -> bool:
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    return isinstance(exc, openai.APIStatusError) and (
+        exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
+    )
+
+
+def _describe(exc: openai.APIError) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def complete_plan(
+    config: ProviderConfig,
+    messages: list[ChatCompletionMessageParam],
+    *,
+    seed: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[dict[str, Any], ProviderMeta]:
+    """Ask for one plan; return it only after it passed the contract, else raise ``OCError``."""
+    client = openai.OpenAI(
+        base_url=config.base_url,
+        api_key=config.api_key or _NO_KEY,
+        timeout=config.timeout_s,
+        max_retries=0,
+    )
+    rng = random.Random(seed)  # jitter that replays identically for one seed
+    attempts = config.max_retries + 1
+    for attempt in range(attempts):
+        started = time.perf_counter()
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model=config.model,
+                messages=messages,
+                response_format=response_format(),
+                seed=seed,
+            )
+        except openai.APIError as exc:
+            if not _is_transient(exc):
+                raise OCError("provider_error", _describe(exc), detail=_body_text(exc)) from exc
+            if attempt + 1 == attempts:
+                raise OCError(
+                    "retries_exhausted",
+                    f"gave up after {attempts} attempts; last: {_describe(exc)}",
+                    detail=_body_text(exc),
+                ) from exc
+            sleep(_backoff_s(config, attempt, rng, _retry_after_s(exc)))
+            continue
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        return _read(config, raw, latency_ms)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _body_text(exc: openai.APIError) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.text if response is not None else None
+
+
+def _read(
+    config: ProviderConfig, raw: LegacyAPIResponse[ChatCompletion], latency_ms: int
+) -> tuple[dict[str, Any], ProviderMeta]:
+    content_type = raw.headers.get("content-type", "")
+    if not content_type.split(";")[0].strip().endswith("json"):
+        raise OCError(
+            "bad_response",
+            f"expected a JSON body, got content-type {content_type!r}",
+            detail=raw.http_response.text,
+        )
+    completion = raw.parse()
+    choices = getattr(completion, "choices", None)
+    if not isinstance(completion, ChatCompletion) or not choices:
+        raise OCError("bad_response", "not a chat completion with choices", detail=raw.http_response.text)
+    choice = choices[0]
+    message = choice.message
+    if message.refusal:
+        raise OCError("refusal", "the provider refused to plan", detail=message.refusal)
+    if choice.finish_reason == "length":
+        raise OCError(
+            "truncated", "the output hit the token limit (finish_reason=length)", detail=message.content
+        )
+    if choice.finish_reason == "content_filter":
+        raise OCError("content_filter", "the provider filtered the output", detail=message.content)
+    if not message.content:
+        raise OCError("bad_response", f"empty message content (finish_reason={choice.finish_reason})")
+    try:
+        doc = json.loads(message.content)
+    except json.JSONDecodeError as exc:
+        raise OCError("not_json", f"the output is not JSON: {exc}", detail=message.content) from exc
+    try:
+        plan = validate_plan(doc)
+    except contracts.ContractViolation as exc:
+        raise OCError(
+            "schema_violation",
+            f"the output breaks the plan contract: {exc}",
+            detail=message.content,
+            violations=exc.violations,
+        ) from exc
+    usage = completion.usage
+    meta = ProviderMeta(
+        provider="openai-compatible",
+        host=config.host,
+        model=completion.model,
+        request_id=raw.request_id or completion.id,
+        latency_ms=latency_ms,
+        usage=Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else None,
+        finish_reason=choice.finish_reason,
+    )
+    return plan, meta
