@@ -162,3 +162,20 @@ def test_job_contract_and_workdir_reject_escaping_paths(path: str) -> None:
 def test_job_limits_merge_over_defaults() -> None:
     merged = Limits().merged({"cpu_s": 3})
     assert merged.cpu_s == 3 and merged.memory_mb == Limits().memory_mb
+
+
+def test_scripted_sandbox_is_honest_and_contract_checked() -> None:
+    from pipelines.sandbox.resource import ScriptedSandbox
+
+    sandbox = ScriptedSandbox([{"stdout": "hi\n", "exitCode": 2}, {"isolation": {"backend": "bwrap", "enforced": []}}])
+    result = sandbox.run({"command": ["echo", "hi"]})
+    assert (result["exitCode"], result["stdout"], result["isolation"]) == (2, "hi\n", {"backend": "scripted", "enforced": []})
+    with pytest.raises(ValueError, match="must not claim"):
+        sandbox.run({"command": "true"})
+    with pytest.raises(contracts.ContractViolation):
+        sandbox.run({"command": "true", "unknown": 1})
+    with pytest.raises(SandboxError, match="no result left"):
+        sandbox.run({"command": "true"})
+    assert ScriptedSandbox([{"bogus": 1}]).status()["backend"] == "scripted"
+    with pytest.raises(contracts.ContractViolation):
+        ScriptedSandbox([{"bogus": 1}]).run({"command": "true"})
