@@ -108,12 +108,14 @@ def complete_plan(
         timeout=config.timeout_s,
         max_retries=0,
     )
+    # Resolved before timing: the client imports its resource modules lazily on first use (~1 s here).
+    create = client.chat.completions.with_raw_response.create
     rng = random.Random(seed)  # jitter that replays identically for one seed
     attempts = config.max_retries + 1
     for attempt in range(attempts):
         started = time.perf_counter()
         try:
-            raw = client.chat.completions.with_raw_response.create(
+            raw = create(
                 model=config.model,
                 messages=messages,
                 response_format=response_format(),
