@@ -52,11 +52,14 @@ def execute(job: dict[str, Any], config: SandboxConfig, backend: Backend) -> dic
             tools, cg.procs_files if cg else [], limits, config.nofile, slot.uid,
             address_space=cg is None or not cg.mem, inner=inner,
         )
+        finished: supervise.Finished | None = None
         try:
             finished = supervise.run(argv, env=spawn_env, cwd=cwd, timeout_s=timeout_s,
                                      keep_bytes=limits.output_kb * 1024, reap=reap)
         finally:
-            reap()
+            # supervise.run reaps on every normal path; this covers it raising midway.
+            if finished is None:
+                reap()
             if cg is not None:
                 cg.remove()
         collected = collect_files(wd, config.caps)
