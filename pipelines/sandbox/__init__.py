@@ -1,8 +1,17 @@
 """Sandbox runner: execute a plan's commands in isolation and say which isolation they got.
 
-Backends: ``bwrap`` (default; namespaces + cgroups + rlimits, per-run host uid) and
-``process`` (degraded: rlimits + new session + per-run uid, no network or host-file
-isolation; only with ``allow_degraded``). See ``detect`` for what this host supports.
+Every run gets a private host uid (``uid_base + slot``), a fresh work dir and rlimits, and is
+started through an exec chain (no ``preexec_fn``; see ``launcher``). Backends:
+
+- ``bwrap`` (default): bwrap started *as the pool uid* with all namespaces unshared, read-only
+  ``/usr``, tmpfs ``/tmp``, the work dir at ``/work``; memory and pids limits from per-run
+  cgroups; tree kill via the pid namespace and ``cgroup.kill``. Enforces all of ``PROPERTIES``.
+- ``process`` (degraded, only with ``allow_degraded``): rlimits (memory as RLIMIT_AS), new
+  session, the pool uid, and a ``kill(-1)`` sweep as that uid. It does NOT isolate the
+  network, host file reads or host file writes, and its results leave those out.
+
+CPU is limited per process (RLIMIT_CPU); the wall-clock timeout bounds the run as a whole.
+``detect`` probes once what this host supports; nothing falls back silently.
 """
 
 from pipelines.sandbox.config import PROPERTIES, CollectCaps, Limits, SandboxConfig

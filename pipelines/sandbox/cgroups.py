@@ -51,6 +51,8 @@ class RunCgroup:
 
     def remove(self) -> None:
         deadline = time.monotonic() + _RMDIR_PATIENCE_S
+        # Killed or just-exited members linger for about a millisecond; back off from well below that.
+        pause = 0.0005
         for d in self.dirs:
             while True:
                 try:
@@ -63,7 +65,8 @@ class RunCgroup:
                     if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise
                     self.kill()
-                    time.sleep(0.01)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.02)
 
     def _member_pids(self) -> list[int]:
         found: set[int] = set()

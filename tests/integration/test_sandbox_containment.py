@@ -297,3 +297,20 @@ def test_missing_command_exits_127(config: SandboxConfig, command: str | list[st
     result = run(config, command)
     assert result["exitCode"] == 127
     assert "not found" in result["stderr"]
+
+
+def test_environment_is_the_jobs_not_the_hosts(config: SandboxConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBX_HOST_ONLY", "leaked")
+    result = run(config, "env", env={"GREETING": "hi"})
+    assert "GREETING=hi" in result["stdout"]
+    assert "SBX_HOST_ONLY" not in result["stdout"]
+
+
+def test_concurrent_runs_get_distinct_uids(config: SandboxConfig) -> None:
+    uids: list[str] = []
+    threads = [threading.Thread(target=lambda: uids.append(run(config, "id -u; sleep 0.3")["stdout"])) for _ in range(POOL)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(uids) == [f"{UID_BASE + i}\n" for i in range(POOL)]
