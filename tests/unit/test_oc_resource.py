@@ -1,0 +1,114 @@
+"""The Dagster resources: OCResource wraps run_oc; ScriptedOC is an honest, contract-checked double."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from dagster import EnvVar, job, op
+
+from pipelines.oc import OCError, ProviderConfig, fixture_key
+from pipelines.oc.provider import _backoff_s
+from pipelines.oc.resource import OCResource, ScriptedOC
+
+DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
+PLAN: dict[str, Any] = {
+    "schemaVersion": "oc-output/1",
+    "summary": "Say hello.",
+    "files": [],
+    "commands": [{"name": "hello", "run": "echo hello", "timeoutMs": 1000}],
+}
+
+
+def test_oc_resource_replays_by_default() -> None:
+    result = OCResource().produce(DEMO)
+    assert result.mode == "replay" and result.fixture_key == fixture_key(DEMO, 0)
+
+
+def test_oc_resource_in_a_job_reads_the_key_from_env_at_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OC_API_KEY", "sk-from-env")
+
+    @op
+    def plan(oc: OCResource) -> dict[str, Any]:
+        assert oc.api_key == "sk-from-env"
+        return oc.produce(DEMO).meta()
+
+    @job
+    def produce_demo() -> None:
+        plan()
+
+    run = produce_demo.execute_in_process(
+        resources={
+            "oc": OCResource(api_key=EnvVar("OC_API_KEY"), base_url="http://127.0.0.1:9/v1", model="m")
+        }
+    )
+    assert run.success
+    assert run.output_for_node("plan")["fixtureKey"] == fixture_key(DEMO, 0)
+
+
+def test_oc_resource_builds_the_provider_config_only_when_named() -> None:
+    assert OCResource(mode="live").provider_config() is None
+    with pytest.raises(OCError, match="not_configured"):
+        OCResource(mode="live").produce(DEMO)
+    config = OCResource(
+        base_url="https://api.example.test/v1", model="m", api_key="", timeout_s=5
+    ).provider_config()
+    assert config == ProviderConfig(
+        base_url="https://api.example.test/v1", model="m", api_key=None, timeout_s=5
+    )
+
+
+def test_scripted_oc_hands_out_its_plans_once_each_and_says_what_it_is() -> None:
+    second = {**PLAN, "summary": "Say hello again."}
+    oc = ScriptedOC(plans=[PLAN, second], seed=2)
+    first = oc.produce(DEMO)
+    assert first.plan == PLAN
+    assert first.meta() == {
+        "mode": "scripted",
+        "seed": 2,
+        "fixtureKey": fixture_key(DEMO, 2),
+        "schemaVersion": "oc-output/1",
+        "provider": "scripted",
+        "host": None,
+        "model": None,
+        "requestId": None,
+        "latencyMs": 0,
+        "usage": None,
+        "finishReason": None,
+    }
+    assert oc.produce(DEMO).plan == second
+    with pytest.raises(OCError, match="script_exhausted"):
+        oc.produce(DEMO)
+    assert oc.calls == 2
+
+
+def test_scripted_oc_checks_its_plans_against_the_contract() -> None:
+    with pytest.raises(OCError) as caught:
+        ScriptedOC(plans=[{**PLAN, "commands": []}]).produce(DEMO)
+    assert caught.value.kind == "schema_violation"
+    assert [v.pointer for v in caught.value.violations] == ["/commands"]
+
+
+def test_provider_config_from_env_says_what_is_missing_and_hides_the_key() -> None:
+    with pytest.raises(OCError) as caught:
+        ProviderConfig.from_env({"OC_API_KEY": "sk-x"})
+    assert "OC_BASE_URL and OC_MODEL" in str(caught.value)
+    config = ProviderConfig.from_env(
+        {"OC_BASE_URL": "https://user:pw@api.example.test:8443/v1", "OC_MODEL": "m", "OC_API_KEY": "sk-x",
+         "OC_TIMEOUT_S": "2.5", "OC_MAX_RETRIES": "1"}
+    )  # fmt: skip
+    assert (config.timeout_s, config.max_retries, config.api_key) == (2.5, 1, "sk-x")
+    assert config.host == "api.example.test"
+    assert "sk-x" not in repr(config)
+
+
+def test_backoff_is_seeded_bounded_and_honours_retry_after() -> None:
+    config = ProviderConfig(base_url="http://127.0.0.1/v1", model="m", backoff_s=0.5, backoff_cap_s=8.0)
+    delays = [_backoff_s(config, attempt, random.Random(0), None) for attempt in range(8)]
+    assert delays == [_backoff_s(config, attempt, random.Random(0), None) for attempt in range(8)]
+    for attempt, delay in enumerate(delays):
+        ceiling = min(8.0, 0.5 * 2**attempt)
+        assert ceiling / 2 <= delay <= ceiling
+    assert _backoff_s(config, 0, random.Random(0), 3.0) == 3.0
+    assert _backoff_s(config, 0, random.Random(0), 120.0) == 8.0
