@@ -10,7 +10,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,7 +99,6 @@ def complete_plan(
     messages: list[ChatCompletionMessageParam],
     *,
     seed: int,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[dict[str, Any], ProviderMeta]:
     """Ask for one plan; return it only after it passed the contract, else raise ``OCError``."""
     client = openai.OpenAI(
@@ -111,30 +110,24 @@ def complete_plan(
     # Resolved before timing: the client imports its resource modules lazily on first use (~1 s here).
     create = client.chat.completions.with_raw_response.create
     rng = random.Random(seed)  # jitter that replays identically for one seed
-    attempts = config.max_retries + 1
-    for attempt in range(attempts):
+    failures = 0
+    while True:
         started = time.perf_counter()
         try:
-            raw = create(
-                model=config.model,
-                messages=messages,
-                response_format=response_format(),
-                seed=seed,
-            )
+            raw = create(model=config.model, messages=messages, response_format=response_format(), seed=seed)
         except openai.APIError as exc:
+            failures += 1
             if not _is_transient(exc):
                 raise OCError("provider_error", _describe(exc), detail=_body_text(exc)) from exc
-            if attempt + 1 == attempts:
+            if failures > config.max_retries:
                 raise OCError(
                     "retries_exhausted",
-                    f"gave up after {attempts} attempts; last: {_describe(exc)}",
+                    f"gave up after {failures} attempts; last: {_describe(exc)}",
                     detail=_body_text(exc),
                 ) from exc
-            sleep(_backoff_s(config, attempt, rng, _retry_after_s(exc)))
+            time.sleep(_backoff_s(config, failures - 1, rng, _retry_after_s(exc)))
             continue
-        latency_ms = round((time.perf_counter() - started) * 1000)
-        return _read(config, raw, latency_ms)
-    raise AssertionError("unreachable: the loop returns or raises")
+        return _read(config, raw, round((time.perf_counter() - started) * 1000))
 
 
 def _body_text(exc: openai.APIError) -> str | None:
@@ -152,7 +145,10 @@ def _read(
             f"expected a JSON body, got content-type {content_type!r}",
             detail=raw.http_response.text,
         )
-    completion = raw.parse()
+    try:
+        completion = raw.parse()
+    except ValueError as exc:  # a JSON content type over a body that is not JSON
+        raise OCError("bad_response", f"unreadable body: {exc}", detail=raw.http_response.text) from exc
     choices = getattr(completion, "choices", None)
     if not isinstance(completion, ChatCompletion) or not choices:
         raise OCError("bad_response", "not a chat completion with choices", detail=raw.http_response.text)

@@ -156,6 +156,7 @@ def test_non_retryable_status_fails_at_once_with_the_providers_words(tmp_path: P
             id="wrong-content-type",
         ),
         pytest.param(Reply(body={"id": "x", "object": "chat.completion", "choices": []}), "bad_response", '"choices": []', id="no-choices"),
+        pytest.param(Reply(body="Internal proxy error"), "bad_response", "Internal proxy error", id="json-content-type-non-json-body"),
     ],
 )  # fmt: skip
 def test_unusable_output_is_a_step_failure_keeping_the_providers_words(
