@@ -1,0 +1,243 @@
+"""The durability proof, as one readable script (runbook W1, on Dagster).
+
+    MODE=worker|server|stack|postgres POINT=s2_before_commit|s2_after_commit PORT=3004 \
+        python -m scripts.crashdemo_proof            # one proof
+    N=20 python -m scripts.crashdemo_proof --soak    # N proofs cycling modes and points
+
+1. boot the stack (proc1) on its own data dir and ports;
+2. launch a crashdemo run with a unique workflow id, paused at the crash point in s2;
+3. once s1 has committed (and, for s2_after_commit, s2 too), SIGKILL what MODE names:
+   worker = the run worker; server = run worker + code server; stack = every harness process
+   (code server, daemon, webserver, API, run worker; Postgres stays up); postgres = restart
+   PostgreSQL under the paused run;
+4. restart what was killed, then poll the rows with a deadline until they settle;
+5. assert exactly one s1 and one s2 mark for that id and a SUCCESS as the final Dagster run of
+   its run group; print the run group and the settle time. Exit 1 when the invariant fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from pipelines import dagster_runs, db, localdb, workers
+from pipelines.dagster_client import DagsterClient
+from pipelines.jobs.crashdemo import run_config
+from pipelines.settings import REPO_ROOT, Settings, load
+from scripts import stack
+
+MODES = ("worker", "server", "stack", "postgres")
+POINTS = ("s2_before_commit", "s2_after_commit")
+PAUSE_S = 120.0  # the kill always comes long before the pause would end
+DEADLINE_S = 120.0
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+class ProofFailed(AssertionError):
+    pass
+
+
+@dataclass
+class ProofResult:
+    wf_id: str
+    mode: str
+    point: str
+    marks: dict[str, int]
+    group: list[dagster_runs.DagsterRun]
+    settle_s: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> bool:
+        return not self.problems
+
+
+def poll(what: str, check: Callable[[], bool], deadline_s: float, interval_s: float = 0.1) -> None:
+    end = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > end:
+            raise ProofFailed(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def marks(app_url: str, wf_id: str) -> dict[str, int]:
+    with psycopg.connect(app_url) as conn:
+        rows = conn.execute("SELECT step, count(*) FROM app.marks WHERE run_id = %s GROUP BY step ORDER BY step",
+                            (wf_id,)).fetchall()
+    return {step: int(n) for step, n in rows}
+
+
+def group(dagster_url: str, wf_id: str) -> list[dagster_runs.DagsterRun]:
+    with psycopg.connect(dagster_url) as conn:
+        return dagster_runs.run_group(conn, wf_id)
+
+
+def _step_running(app_url: str, wf_id: str, step: str) -> bool:
+    with psycopg.connect(app_url) as conn:
+        row = conn.execute("SELECT status FROM app.run_steps WHERE run_id = %s AND step = %s",
+                           (wf_id, step)).fetchone()
+    return bool(row and row[0] in ("running", "succeeded"))
+
+
+def launch(settings: Settings, app_url: str, wf_id: str, point: str) -> str:
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO app.workflow_runs (wf_id, crash_at, pause_s) VALUES (%s, %s, %s)",
+                     (wf_id, point, PAUSE_S))
+    client = DagsterClient(settings.dagster_ui_url)
+    return client.launch("crashdemo", run_config(wf_id, point, PAUSE_S), {"app/run_id": wf_id})
+
+
+def worker_pid(app_url: str, dagster_run_id: str) -> int:
+    with psycopg.connect(app_url) as conn:
+        found = workers.lookup(conn, dagster_run_id)
+    if found is None:
+        raise ProofFailed(f"run {dagster_run_id} has no registered worker")
+    _, pid, ticks = found
+    if not workers.is_alive(pid, ticks):
+        raise ProofFailed(f"worker pid {pid} of run {dagster_run_id} is already gone")
+    return pid
+
+
+def restart_postgres(settings: Settings) -> None:
+    """Immediate shutdown (SIGQUIT: no checkpoint, like a crash), then start on the same data."""
+    info = localdb.running(settings)
+    if info is None:
+        raise ProofFailed("MODE=postgres needs the embedded PostgreSQL (unset DATABASE_URL)")
+    os.kill(info[0], signal.SIGQUIT)
+    poll("PostgreSQL to stop", lambda: localdb.running(settings) is None, 30)
+    localdb.up(settings)
+
+
+def prove(settings: Settings, mode: str, point: str, *,
+          postgres_restart: Callable[[], None] | None = None) -> ProofResult:
+    """One proof on a running stack; the stack is running again when it returns."""
+    app_url, dagster_url = db.app_url(settings), db.dagster_url(settings)
+    wf_id = f"wf-{mode}-{point}-{time.strftime('%H%M%S')}-{secrets.token_hex(3)}"
+    dagster_run_id = launch(settings, app_url, wf_id, point)
+    paused_step = "s2" if point == "s2_before_commit" else None
+    poll("s1 to commit", lambda: marks(app_url, wf_id).get("s1") == 1, 60)
+    if paused_step:
+        poll("s2 to reach its crash point", lambda: _step_running(app_url, wf_id, "s2"), 60)
+    else:
+        poll("s2 to commit", lambda: marks(app_url, wf_id).get("s2") == 1, 60)
+    time.sleep(0.3)  # let the op enter its pause; the kill lands inside it either way
+    pid = worker_pid(app_url, dagster_run_id)
+
+    if mode == "worker":
+        os.kill(pid, signal.SIGKILL)
+    elif mode == "server":
+        os.kill(pid, signal.SIGKILL)
+        stack.kill(settings, ["codeserver"], signal.SIGKILL)
+    elif mode == "stack":
+        os.kill(pid, signal.SIGKILL)
+        stack.kill(settings, ["codeserver", "daemon", "webserver", "api"], signal.SIGKILL)
+    elif mode == "postgres":
+        (postgres_restart or (lambda: restart_postgres(settings)))()
+        os.kill(pid, signal.SIGKILL)  # the paused worker would otherwise sleep out its pause
+    else:
+        raise ValueError(f"unknown MODE {mode!r}; expected one of {', '.join(MODES)}")
+    poll("the killed worker to be gone", lambda: workers.start_ticks(pid) is None, 10)
+    if mode in ("server", "stack"):
+        stack.up(settings)
+    back = time.monotonic()
+
+    def settled() -> bool:
+        runs = group(dagster_url, wf_id)
+        return bool(runs) and runs[-1].status in TERMINAL and not runs[-1].will_retry and \
+            marks(app_url, wf_id) == {"s1": 1, "s2": 1}
+
+    problems: list[str] = []
+    try:
+        poll("the run group to settle with {s1:1, s2:1}", settled, DEADLINE_S, 0.2)
+    except ProofFailed as exc:
+        problems.append(str(exc))
+    settle_s = time.monotonic() - back
+    result = ProofResult(wf_id, mode, point, marks(app_url, wf_id), group(dagster_url, wf_id), settle_s, problems)
+    if result.marks != {"s1": 1, "s2": 1}:
+        problems.append(f"marks for {wf_id} are {result.marks}, expected {{'s1': 1, 's2': 1}}")
+    if not result.group or result.group[-1].status != "SUCCESS":
+        problems.append(f"final run of {wf_id}'s group is {result.group[-1].status if result.group else 'missing'}")
+    return result
+
+
+def print_group(result: ProofResult) -> None:
+    print(f"run group of {result.wf_id} (root first):")
+    for r in result.group:
+        print(f"  {r.run_id}  {r.status:<8} retry={r.retry_number} parent={r.parent_run_id or '-'} "
+              f"root={r.root_run_id or '-'}")
+
+
+def proof_settings(port: int | None = None) -> Settings:
+    """The proof's own stack: its own data dir (so its own embedded Postgres) and ports."""
+    if port is not None:
+        os.environ["PORT"] = str(port)
+    os.environ.setdefault("PORT", "3004")
+    os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / f"proof-{os.environ['PORT']}"))
+    return load()
+
+
+def soak(settings: Settings, n: int) -> int:
+    combos = [(m, p) for m in MODES for p in POINTS]
+    if not settings.embedded:
+        combos = [(m, p) for m, p in combos if m != "postgres"]
+    results = []
+    for i in range(n):
+        mode, point = combos[i % len(combos)]
+        r = prove(settings, mode, point)
+        results.append(r)
+        print(f"[{i + 1}/{n}] {mode:<8} {point:<16} {'held' if r.held else 'FAILED'}  settle {r.settle_s:.1f}s"
+              + ("" if r.held else f"  {'; '.join(r.problems)}"), flush=True)
+    print()
+    print("| mode | point | runs | settled | exactly-once held | p50 settle s | max settle s |")
+    print("|---|---|---|---|---|---|---|")
+    for mode, point in combos:
+        rs = [r for r in results if (r.mode, r.point) == (mode, point)]
+        if not rs:
+            continue
+        times = [r.settle_s for r in rs]
+        settled = sum(1 for r in rs if r.group and r.group[-1].status in TERMINAL)
+        print(f"| {mode} | {point} | {len(rs)} | {settled} | {sum(r.held for r in rs)}/{len(rs)} | "
+              f"{statistics.median(times):.1f} | {max(times):.1f} |")
+    held = sum(r.held for r in results)
+    print(f"\n{held}/{len(results)} held; machine: {os.cpu_count()} cores, {os.uname().release}")
+    return 0 if held == len(results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts.crashdemo_proof", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--soak", action="store_true")
+    parser.add_argument("--mode", default=os.environ.get("MODE", "worker"), choices=MODES)
+    parser.add_argument("--point", default=os.environ.get("POINT", "s2_before_commit"), choices=POINTS)
+    parser.add_argument("--keep-up", action="store_true", help="leave the proof stack running")
+    args = parser.parse_args(argv)
+    settings = proof_settings()
+    print(f"booting the proof stack (data {settings.data_dir}, API port {settings.api_port})", flush=True)
+    stack.up(settings)
+    try:
+        if args.soak:
+            return soak(settings, int(os.environ.get("N", "20")))
+        result = prove(settings, args.mode, args.point)
+        print_group(result)
+        print(f"marks {result.marks}; settled {result.settle_s:.1f}s after the stack was back")
+        if not result.held:
+            print("INVARIANT FAILED: " + "; ".join(result.problems), file=sys.stderr)
+            return 1
+        print(f"PASS: {args.mode}/{args.point} held exactly-once for {result.wf_id}")
+        return 0
+    finally:
+        if not args.keep_up:
+            stack.down(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
