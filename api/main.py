@@ -1,10 +1,69 @@
-"""FastAPI front door (placeholder until the intent routes land)."""
+"""FastAPI front door: intents in, RunViews out, every shape gated by ``contracts/``.
+
+Served as a factory (``uvicorn --factory api.main:create_app``): nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
 
-app = FastAPI(title="intent-harness")
+from api import errors, openapi
+from api.deps import AppState
+from api.routes import crashdemo, health, intents, runs
+from pipelines import db, repo
+from pipelines.dagster_client import DagsterClient
+from pipelines.settings import Settings, load
 
 
-@app.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@functools.cache
+def _sandbox_status() -> dict[str, Any]:
+    # Detected once per process: one real probe run (see pipelines.sandbox.detect).
+    from pipelines.sandbox.resource import SandboxResource
+
+    return SandboxResource().status()
+
+
+def build_state(settings: Settings) -> AppState:
+    def pool(url: str, name: str) -> ConnectionPool:
+        # Not waiting for the database: the API starts and /healthz says 503 until it is back.
+        return ConnectionPool(url, min_size=1, max_size=8, open=False, name=name,
+                              kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
+
+    return AppState(
+        settings=settings,
+        app_pool=pool(db.app_url(settings), "app"),
+        dagster_pool=pool(db.dagster_url(settings), "dagster"),
+        dagster=DagsterClient(settings.dagster_ui_url),
+        new_id=repo.new_id,
+        sandbox_status=_sandbox_status,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    st: AppState = app.state.harness
+    st.app_pool.open(wait=False)
+    st.dagster_pool.open(wait=False)
+    try:
+        yield
+    finally:
+        st.app_pool.close()
+        st.dagster_pool.close()
+
+
+def create_app(state: AppState | None = None) -> FastAPI:
+    app = FastAPI(title="intent-harness", version="0.1.0", lifespan=lifespan,
+                  description="Durable intent → run harness: intents in, Dagster runs, RunViews out.")
+    app.state.harness = state or build_state(load())
+    errors.install(app)
+    for module in (health, intents, runs, crashdemo):
+        app.include_router(module.router)
+    openapi.install(app)
+    return app
+

@@ -112,3 +112,17 @@ class DagsterClient:
         result = self._post(_TERMINATE, {"runId": run_id})["terminateRun"]
         if result["__typename"] not in ("TerminateRunSuccess",):
             raise DagsterRejected(f"{result['__typename']}: {result.get('message', '')}")
+
+
+def grpc_serving(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether the code server answers the standard gRPC health check (service "DagsterApi")."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=2)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -12,6 +12,11 @@ from pipelines.settings import Settings, database_name, sqlalchemy_psycopg2, wit
 
 
 def app_url(settings: Settings) -> str:
+    """``APP_DATABASE_URL`` (set by the stack for its processes), else ``DATABASE_URL``, else the
+    embedded server's app database."""
+    explicit = os.environ.get("APP_DATABASE_URL")
+    if explicit:
+        return explicit
     if settings.external_database_url:
         return settings.external_database_url
     return localdb.server_url(settings)

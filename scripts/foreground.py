@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     env = stack_env(settings)
     os.chdir(REPO_ROOT)
     if argv[1] == "api":
-        args = [str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(settings.api_port)]
+        args = [str(BIN / "uvicorn"), "--factory", "api.main:create_app", "--host", "127.0.0.1", "--port", str(settings.api_port)]
     else:
         args = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
                 "-p", str(settings.dagster_ui_port)]

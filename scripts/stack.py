@@ -21,7 +21,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from pipelines import db, localdb, migrate, workers
+from pipelines.dagster_client import grpc_serving
 from pipelines.settings import REPO_ROOT, Settings, load
 
 BIN = Path(sys.executable).parent
@@ -47,6 +50,9 @@ def stack_env(settings: Settings) -> dict[str, str]:
         DAGSTER_GRPC_PORT=str(settings.dagster_grpc_port),
         PYTHONUNBUFFERED="1",
     )
+    # Unset provider settings mean "replay only"; Dagster's EnvVar needs them defined.
+    for key in ("OC_BASE_URL", "OC_MODEL", "OC_API_KEY"):
+        env.setdefault(key, "")
     return env
 
 
@@ -78,7 +84,7 @@ def components(settings: Settings) -> list[Component]:
         ),
         Component(
             "api",
-            [str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(settings.api_port),
+            [str(BIN / "uvicorn"), "--factory", "api.main:create_app", "--host", "127.0.0.1", "--port", str(settings.api_port),
              "--no-access-log"],
         ),
     ]
@@ -127,15 +133,23 @@ _DAEMONS_QUERY = json.dumps(
 ).encode()
 
 
+def reap_abandoned(settings: Settings) -> list[str]:
+    """Start-up reaper: fail runs whose worker died while the stack was down, at once, rather than
+    on the reaper sensor's first tick."""
+    from dagster import DagsterInstance
+
+    from pipelines.reaper import reap
+
+    os.environ.update(stack_env(settings))
+    with DagsterInstance.get() as instance, psycopg.connect(db.app_url(settings), autocommit=True) as conn:
+        return reap(instance, conn)
+
+
 def _ready(settings: Settings, name: str) -> bool:
     if name == "api":
         return _http_ok(f"http://127.0.0.1:{settings.api_port}/healthz") is not None
     if name == "codeserver":
-        import socket
-
-        with socket.socket() as s:
-            s.settimeout(1)
-            return s.connect_ex(("127.0.0.1", settings.dagster_grpc_port)) == 0
+        return grpc_serving(settings.dagster_grpc_port)
     raw = _http_ok(f"{settings.dagster_ui_url}/graphql", _DAEMONS_QUERY)
     if raw is None:
         return False
@@ -178,6 +192,9 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
         if pending and time.monotonic() > deadline:
             raise SystemExit(f"not ready after {timeout_s:.0f}s: {', '.join(pending)} (logs in {settings.log_dir})")
         time.sleep(0.2)
+    reaped = reap_abandoned(settings)
+    if reaped:
+        print(f"reaper      failed {len(reaped)} abandoned run(s) so they retry: {', '.join(reaped)}")
     print(f"stack up in {time.monotonic() - t0:.1f}s: API http://127.0.0.1:{settings.api_port}  "
           f"Dagster UI {settings.dagster_ui_url}")
 

@@ -23,6 +23,7 @@ CREATE TABLE app.runs (
     options         jsonb NOT NULL DEFAULT '{}'::jsonb,
     idempotency_key text UNIQUE,
     request_sha256  text NOT NULL,
+    launched_at     timestamptz,
     canceled_at     timestamptz,
     created_at      timestamptz NOT NULL
 );

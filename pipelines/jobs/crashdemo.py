@@ -13,7 +13,7 @@ SIGKILLs itself there. Either happens on the first attempt only, so the retry ca
 import os
 import signal
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 from dagster import Config, Failure, OpExecutionContext, in_process_executor, job, op
@@ -35,15 +35,6 @@ class S2Config(Config):
     crash_at: CrashPoint = "none"
     pause_s: float = 0.0
     fail_always: bool = False
-
-
-def run_config(wf_id: str, crash_at: str = "none", pause_s: float = 0.0, fail_always: bool = False) -> dict[str, Any]:
-    return {
-        "ops": {
-            "s1": {"config": {"wf_id": wf_id}},
-            "s2": {"config": {"wf_id": wf_id, "crash_at": crash_at, "pause_s": pause_s, "fail_always": fail_always}},
-        }
-    }
 
 
 def _mark(wf_id: str, step: str, dagster_run_id: str):

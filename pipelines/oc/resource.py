@@ -24,7 +24,8 @@ class OCProducer(ConfigurableResource, ABC):
     """What the intent job's OC op needs; swap implementations, not op code."""
 
     @abstractmethod
-    def produce(self, intent: Mapping[str, Any]) -> OCResult: ...
+    def produce(self, intent: Mapping[str, Any], *, mode: Mode | None = None, seed: int | None = None) -> OCResult:
+        """Plan for ``intent``; ``mode``/``seed`` override the configured ones for one run."""
 
 
 class OCResource(OCProducer):
@@ -50,11 +51,11 @@ class OCResource(OCProducer):
             max_retries=self.max_retries,
         )
 
-    def produce(self, intent: Mapping[str, Any]) -> OCResult:
+    def produce(self, intent: Mapping[str, Any], *, mode: Mode | None = None, seed: int | None = None) -> OCResult:
         return run_oc(
             intent,
-            self.mode,
-            self.seed,
+            mode or self.mode,
+            self.seed if seed is None else seed,
             provider=self.provider_config(),
             fixtures_dir=Path(self.fixtures_dir),
         )
@@ -79,7 +80,7 @@ class ScriptedOC(OCProducer):
     def calls(self) -> int:
         return self._calls
 
-    def produce(self, intent: Mapping[str, Any]) -> OCResult:
+    def produce(self, intent: Mapping[str, Any], *, mode: Mode | None = None, seed: int | None = None) -> OCResult:
         if self._calls >= len(self.plans):
             raise OCError(
                 "script_exhausted", f"ScriptedOC has {len(self.plans)} plan(s) and was called again"

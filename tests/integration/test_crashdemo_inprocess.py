@@ -4,6 +4,7 @@ import psycopg
 from dagster import DagsterInstance, ReexecutionOptions, execute_job, instance_for_test, reconstructable
 
 from pipelines.jobs import crashdemo as cd
+from pipelines.launching import crashdemo_run_config
 from pipelines.resources.app_db import AppDatabase
 
 
@@ -16,7 +17,7 @@ def _marks(url: str, wf: str) -> dict[str, int]:
 def test_run_then_rerun_keeps_one_mark_per_step(app_db_url: str) -> None:
     resources = {"app_db": AppDatabase(url=app_db_url)}
     for _ in range(2):
-        result = cd.crashdemo.execute_in_process(run_config=cd.run_config("wf-a"), resources=resources)
+        result = cd.crashdemo.execute_in_process(run_config=crashdemo_run_config("wf-a"), resources=resources)
         assert result.success
     assert _marks(app_db_url, "wf-a") == {"s1": 1, "s2": 1}
 
@@ -24,7 +25,7 @@ def test_run_then_rerun_keeps_one_mark_per_step(app_db_url: str) -> None:
 def test_failing_step_writes_no_mark(app_db_url: str) -> None:
     resources = {"app_db": AppDatabase(url=app_db_url)}
     result = cd.crashdemo.execute_in_process(
-        run_config=cd.run_config("wf-b", fail_always=True), resources=resources, raise_on_error=False)
+        run_config=crashdemo_run_config("wf-b", fail_always=True), resources=resources, raise_on_error=False)
     assert not result.success
     assert _marks(app_db_url, "wf-b") == {"s1": 1}
     with psycopg.connect(app_db_url) as conn:
@@ -44,11 +45,11 @@ def test_reexecute_from_failure_keeps_app_id(app_db_url: str, monkeypatch) -> No
     with instance_for_test() as instance:
         assert isinstance(instance, DagsterInstance)
         job = reconstructable(_job_with_resources)
-        first = execute_job(job, instance=instance, run_config=cd.run_config("wf-c", fail_always=True),
+        first = execute_job(job, instance=instance, run_config=crashdemo_run_config("wf-c", fail_always=True),
                             tags={"app/run_id": "wf-c"})
         assert not first.success
         second = execute_job(
-            job, instance=instance, run_config=cd.run_config("wf-c"), tags={"app/run_id": "wf-c"},
+            job, instance=instance, run_config=crashdemo_run_config("wf-c"), tags={"app/run_id": "wf-c"},
             reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance),
         )
         assert second.success

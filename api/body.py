@@ -1,0 +1,74 @@
+"""Fail-closed request parsing: media type, size, JSON syntax, then the contract — before any
+row is written. Every rejection is a deterministic 4xx envelope."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import Request
+
+import contracts
+from api.errors import ApiError
+
+MAX_BODY_BYTES = 1024 * 1024
+_JSON = re.compile(r"^application/json\s*(;\s*charset=utf-8\s*)?$", re.IGNORECASE)
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+async def json_body(request: Request, contract: str, *, empty_is: dict[str, Any] | None = None) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+    if not raw.strip() and empty_is is not None:
+        return dict(empty_is)
+    if not _JSON.match(request.headers.get("content-type", "")):
+        raise ApiError(415, "unsupported_media_type", "content-type must be application/json")
+    try:
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys,
+                          parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {_first_line(exc)}") from None
+    found = contracts.violations(contract, body)
+    if found:
+        raise ApiError(400, "schema_violation", f"request body does not match {contract}", found)
+    return body
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(400, "schema_violation", "Idempotency-Key must be 1-200 printable ASCII characters",
+                       [contracts.Violation("/headers/Idempotency-Key", "invalid")])
+    return key
+
+
+def check_id(value: str, kind: str) -> str:
+    pattern = {"intent": r"^int_[0-9a-f]{32}$", "run": r"^run_[0-9a-f]{32}$",
+               "wf": r"^[A-Za-z0-9_.:-]{1,128}$"}[kind]
+    if not re.match(pattern, value):
+        raise ApiError(400, "invalid_id", f"{kind} id {value[:80]!r} does not match {pattern}")
+    return value

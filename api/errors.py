@@ -1,0 +1,68 @@
+"""The one error envelope: ``{"error": {"code", "message", "details": [{pointer, message}]}}``.
+
+Same input, byte-identical body: details are sorted, nothing time- or host-dependent is in it
+(a 500 carries only a random error id, which the log line carries too).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts import Violation
+
+log = logging.getLogger("api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Sequence[Violation] = ()):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = list(details)
+
+
+def envelope(code: str, message: str, details: Sequence[Violation] = (), error_id: str | None = None) -> dict:
+    error: dict = {"code": code, "message": message, "details": [d.as_dict() for d in details]}
+    if error_id:
+        error["errorId"] = error_id
+    return {"error": error}
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(envelope(exc.code, exc.message, exc.details), status_code=exc.status)
+
+
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "not_found" if exc.status_code == 404 else "conflict")
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return JSONResponse(envelope(code, message), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = sorted({Violation("/" + "/".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()},
+                         key=lambda v: (v.pointer, v.message))
+        return JSONResponse(envelope("schema_violation", "request parameters are invalid", details), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error_id = f"err_{secrets.token_hex(8)}"
+        log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
+        return JSONResponse(envelope("internal_error", "unexpected server error", error_id=error_id), status_code=500)

@@ -1,0 +1,46 @@
+"""The runbook's legacy proof routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from api.body import check_id
+from api.deps import StateDep, WriteGuard
+from api.errors import ApiError
+from api.openapi import io
+from api.respond import respond
+from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
+from pipelines.dagster_runs import APP_RUN_TAG
+from pipelines.launching import crashdemo_run_config
+
+router = APIRouter(tags=["crashdemo"])
+WfQuery = Annotated[str, Query(description="workflow id", max_length=128)]
+
+
+@router.post("/crashdemo", dependencies=[WriteGuard],
+             openapi_extra=io(responses={202: "crashdemo-started", 400: "error", 401: "error", 409: "error",
+                                         503: "error"}))
+def start_crashdemo(wf: WfQuery, st: StateDep) -> JSONResponse:
+    check_id(wf, "wf")
+    with st.app_pool.connection() as conn:
+        if conn.execute("SELECT 1 FROM app.workflow_runs WHERE wf_id = %s", (wf,)).fetchone():
+            raise ApiError(409, "conflict", f"workflow {wf} already exists")
+    try:
+        dagster_run_id = st.dagster.launch("crashdemo", crashdemo_run_config(wf), {APP_RUN_TAG: wf})
+    except (DagsterUnavailable, DagsterRejected) as exc:
+        raise ApiError(503, "unavailable", f"Dagster could not launch the run: {exc}") from exc
+    with st.app_pool.connection() as conn:
+        conn.execute("INSERT INTO app.workflow_runs (wf_id) VALUES (%s) ON CONFLICT DO NOTHING", (wf,))
+    return respond("crashdemo-started", {"wf": wf, "dagsterRunId": dagster_run_id}, 202)
+
+
+@router.get("/marks", openapi_extra=io(responses={200: "marks", 400: "error"}))
+def marks(wf: WfQuery, st: StateDep) -> JSONResponse:
+    check_id(wf, "wf")
+    with st.app_pool.connection() as conn:
+        rows = dict(conn.execute("SELECT step, count(*) FROM app.marks WHERE run_id = %s GROUP BY step",
+                                 (wf,)).fetchall())
+    return respond("marks", {"wf": wf, "marks": {"s1": int(rows.get("s1", 0)), "s2": int(rows.get("s2", 0))}})

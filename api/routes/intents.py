@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.body import check_id, idempotency_key, json_body
+from api.deps import AppState, StateDep, WriteGuard
+from api.errors import ApiError
+from api.openapi import io
+from api.respond import not_found, respond
+from pipelines import repo
+from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
+from pipelines.launching import INTENT_JOB, intent_run_config, launch_tags
+
+log = logging.getLogger("api")
+router = APIRouter(tags=["intents"])
+_WRITE_ERRORS = {400: "error", 401: "error", 409: "error", 413: "error", 415: "error"}
+
+
+@router.post("/intents", dependencies=[WriteGuard],
+             openapi_extra=io("intent-create", responses={201: "intent-created", **_WRITE_ERRORS}))
+async def create_intent(request: Request, st: StateDep) -> JSONResponse:
+    body = await json_body(request, "intent-create")
+    key = idempotency_key(request)
+
+    def write() -> str:
+        with st.app_pool.connection() as conn, conn.transaction():
+            try:
+                intent_id, _ = repo.create_intent(conn, intent_id=st.new_id("int"), body=body, idempotency_key=key)
+            except repo.IdempotencyConflict:
+                raise ApiError(409, "idempotency_conflict",
+                               "this Idempotency-Key was used with a different request body") from None
+        return intent_id
+
+    return respond("intent-created", {"intentId": await run_in_threadpool(write)}, 201)
+
+
+@router.post("/intents/{intent_id}/run", dependencies=[WriteGuard],
+             openapi_extra=io("run-create", required=False,
+                              responses={202: "run-accepted", 404: "error", **_WRITE_ERRORS}))
+async def run_intent(intent_id: str, request: Request, st: StateDep) -> JSONResponse:
+    check_id(intent_id, "intent")
+    body = await json_body(request, "run-create", empty_is={})
+    key = idempotency_key(request)
+    oc = body.get("oc", {})
+    options = {"oc": {"mode": oc.get("mode", "replay"), "seed": oc.get("seed", 0)}}
+
+    def write_then_launch() -> str:
+        # Outbox: the run row commits first; a launch that fails here is retried by the
+        # reconciler sensor, so an accepted run is never lost.
+        with st.app_pool.connection() as conn, conn.transaction():
+            if repo.get_intent(conn, intent_id) is None:
+                raise not_found("intent", intent_id)
+            try:
+                run_id, _ = repo.create_run(conn, run_id=st.new_id("run"), intent_id=intent_id,
+                                            trace_id=body.get("traceId"), options=options, idempotency_key=key)
+            except repo.IdempotencyConflict:
+                raise ApiError(409, "idempotency_conflict",
+                               "this Idempotency-Key was used with a different request") from None
+        launch(st, run_id)
+        return run_id
+
+    return respond("run-accepted", {"runId": await run_in_threadpool(write_then_launch)}, 202)
+
+
+def launch(st: AppState, run_id: str) -> None:
+    """Launch the run's Dagster run unless it has one; the row lock keeps the reconciler off it."""
+    with st.app_pool.connection() as conn, conn.transaction():
+        run = repo.get_run(conn, run_id, for_update=True)
+        if run is None or run.launched_at or run.canceled_at:
+            return
+        try:
+            st.dagster.launch(INTENT_JOB, intent_run_config(run_id), launch_tags(run))
+        except (DagsterUnavailable, DagsterRejected) as exc:
+            log.warning("launch of %s deferred to the reconciler: %s", run_id, exc)
+            return
+        repo.mark_launched(conn, run_id)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from api import runview
+from api.body import check_id
+from api.deps import AppState, StateDep, WriteGuard
+from api.errors import ApiError
+from api.openapi import io
+from api.respond import not_found, respond
+from pipelines import dagster_runs, repo
+from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
+
+router = APIRouter(tags=["runs"])
+MAX_WAIT_S = 30.0
+_FINAL = {"succeeded", "failed", "canceled"}
+
+
+def _view(st: AppState, run_id: str) -> dict:
+    with st.app_pool.connection() as app_conn, st.dagster_pool.connection() as dagster_conn:
+        run = repo.get_run(app_conn, run_id)
+        if run is None:
+            raise not_found("run", run_id)
+        return runview.build(app_conn, dagster_conn, run, dagster_ui_url=st.settings.dagster_ui_url,
+                             sandbox_status=st.sandbox_status())
+
+
+@router.get("/runs/{run_id}", openapi_extra=io(responses={200: "run-view", 400: "error", 404: "error"}))
+def get_run(run_id: str, st: StateDep,
+            wait: Annotated[float | None, Query(description="long-poll up to this many seconds (≤ 30) "
+                                                            "for the status to change")] = None) -> JSONResponse:
+    check_id(run_id, "run")
+    if wait is not None and not 0 <= wait <= MAX_WAIT_S:
+        raise ApiError(400, "schema_violation", f"wait must be between 0 and {MAX_WAIT_S:.0f} seconds")
+    view = _view(st, run_id)
+    deadline = time.monotonic() + (wait or 0)
+    first = view["status"]
+    while view["status"] == first and first not in _FINAL and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        view = _view(st, run_id)
+    return respond("run-view", view)
+
+
+def _group(st: AppState, run_id: str) -> tuple[repo.Run, list[dagster_runs.DagsterRun]]:
+    with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
+        run = repo.get_run(conn, run_id)
+        if run is None:
+            raise not_found("run", run_id)
+        return run, dagster_runs.run_group(dconn, run_id)
+
+
+@router.post("/runs/{run_id}/cancel", dependencies=[WriteGuard],
+             openapi_extra=io(responses={202: "run-accepted", 400: "error", 401: "error", 404: "error", 409: "error"}))
+def cancel_run(run_id: str, st: StateDep) -> JSONResponse:
+    check_id(run_id, "run")
+    with st.app_pool.connection() as conn, conn.transaction():
+        run = repo.get_run(conn, run_id, for_update=True)
+        if run is None:
+            raise not_found("run", run_id)
+        with st.dagster_pool.connection() as dconn:
+            group = dagster_runs.run_group(dconn, run_id)
+        if group and group[-1].status == "SUCCESS":
+            raise ApiError(409, "conflict", f"run {run_id} already succeeded")
+        repo.mark_canceled(conn, run_id)
+    if group and group[-1].status not in ("SUCCESS", "FAILURE", "CANCELED"):
+        try:
+            st.dagster.terminate(group[-1].run_id)
+        except DagsterUnavailable as exc:
+            raise ApiError(503, "unavailable", f"cancel recorded; Dagster could not be reached: {exc}") from exc
+        except DagsterRejected:
+            pass  # finished meanwhile; the recorded cancel stops any retry
+    return respond("run-accepted", {"runId": run_id}, 202)
+
+
+@router.post("/runs/{run_id}/resume", dependencies=[WriteGuard],
+             openapi_extra=io(responses={202: "run-accepted", 400: "error", 401: "error", 404: "error", 409: "error",
+                                         503: "error"}))
+def resume_run(run_id: str, st: StateDep) -> JSONResponse:
+    """Re-execute from failure: only the steps that did not finish run again, under the same app run id."""
+    check_id(run_id, "run")
+    run, group = _group(st, run_id)
+    if run.canceled_at or not group or group[-1].status != "FAILURE" or group[-1].will_retry:
+        raise ApiError(409, "conflict", f"run {run_id} is not a failed run that can be resumed")
+    try:
+        st.dagster.reexecute_from_failure(group[-1].run_id)
+    except DagsterUnavailable as exc:
+        raise ApiError(503, "unavailable", f"Dagster could not be reached: {exc}") from exc
+    except DagsterRejected as exc:
+        raise ApiError(409, "conflict", f"Dagster refused the re-execution: {exc}") from exc
+    return respond("run-accepted", {"runId": run_id}, 202)

@@ -1,0 +1,157 @@
+"""SQL for intents, runs, steps and artifacts (mapping only; callers own the transactions)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pipelines import clock
+
+INTENT_STEPS = ("oc", "sandbox", "persist")
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    intent_id: str
+    trace_id: str | None
+    options: dict[str, Any]
+    launched_at: datetime | None
+    canceled_at: datetime | None
+    created_at: datetime
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+def create_intent(conn: psycopg.Connection, *, intent_id: str, body: dict[str, Any],
+                  idempotency_key: str | None) -> tuple[str, bool]:
+    """Insert the intent; with a key already used for the same body, return that intent instead.
+
+    Returns (intent_id, created).
+    """
+    digest = sha256(canonical_json(body))
+    row = conn.execute(
+        """
+        INSERT INTO app.intents (intent_id, goal, inputs, constraints, connectors, idempotency_key,
+                                 request_sha256, created_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING intent_id
+        """,
+        (intent_id, body["goal"], Jsonb(body["inputs"]), Jsonb(body["constraints"]), Jsonb(body["connectors"]),
+         idempotency_key, digest, clock.now()),
+    ).fetchone()
+    if row:
+        return row[0], True
+    existing = conn.execute("SELECT intent_id, request_sha256 FROM app.intents WHERE idempotency_key = %s",
+                            (idempotency_key,)).fetchone()
+    assert existing is not None
+    if existing[1] != digest:
+        raise IdempotencyConflict(idempotency_key)
+    return existing[0], False
+
+
+def get_intent(conn: psycopg.Connection, intent_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT goal, inputs, constraints, connectors FROM app.intents WHERE intent_id = %s",
+                       (intent_id,)).fetchone()
+    if row is None:
+        return None
+    return {"goal": row[0], "inputs": row[1], "constraints": row[2], "connectors": row[3]}
+
+
+def create_run(conn: psycopg.Connection, *, run_id: str, intent_id: str, trace_id: str | None,
+               options: dict[str, Any], idempotency_key: str | None) -> tuple[str, bool]:
+    digest = sha256(canonical_json({"intentId": intent_id, "traceId": trace_id, "options": options}))
+    row = conn.execute(
+        """
+        INSERT INTO app.runs (run_id, intent_id, trace_id, options, idempotency_key, request_sha256, created_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING run_id
+        """,
+        (run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, clock.now()),
+    ).fetchone()
+    if row:
+        return row[0], True
+    existing = conn.execute("SELECT run_id, request_sha256 FROM app.runs WHERE idempotency_key = %s",
+                            (idempotency_key,)).fetchone()
+    assert existing is not None
+    if existing[1] != digest:
+        raise IdempotencyConflict(idempotency_key)
+    return existing[0], False
+
+
+def get_run(conn: psycopg.Connection, run_id: str, *, for_update: bool = False) -> Run | None:
+    row = conn.execute(
+        "SELECT run_id, intent_id, trace_id, options, launched_at, canceled_at, created_at FROM app.runs "
+        "WHERE run_id = %s" + (" FOR UPDATE" if for_update else ""),
+        (run_id,),
+    ).fetchone()
+    return Run(*row) if row else None
+
+
+def mark_launched(conn: psycopg.Connection, run_id: str) -> None:
+    conn.execute("UPDATE app.runs SET launched_at = %s WHERE run_id = %s AND launched_at IS NULL",
+                 (clock.now(), run_id))
+
+
+def mark_canceled(conn: psycopg.Connection, run_id: str) -> None:
+    conn.execute("UPDATE app.runs SET canceled_at = %s WHERE run_id = %s AND canceled_at IS NULL",
+                 (clock.now(), run_id))
+
+
+def unlaunched_runs(conn: psycopg.Connection, *, older_than_s: float, limit: int = 50) -> list[Run]:
+    """Runs the API committed but may not have launched; rows being launched right now are locked
+    by the API and skipped."""
+    rows = conn.execute(
+        """
+        SELECT run_id, intent_id, trace_id, options, launched_at, canceled_at, created_at FROM app.runs
+        WHERE launched_at IS NULL AND canceled_at IS NULL AND created_at < %s - make_interval(secs => %s)
+        ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
+        """,
+        (clock.now(), older_than_s, limit),
+    ).fetchall()
+    return [Run(*r) for r in rows]
+
+
+def steps(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    rows = cur.execute("SELECT step, status, attempts, output FROM app.run_steps WHERE run_id = %s",
+                       (run_id,)).fetchall()
+    return {r["step"]: r for r in rows}
+
+
+def artifacts(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT name, size, sha256 FROM app.artifacts WHERE run_id = %s ORDER BY name",
+                        (run_id,)).fetchall()
+    return [{"name": r[0], "size": int(r[1]), "sha256": r[2]} for r in rows]
+
+
+def insert_artifact(conn: psycopg.Connection, *, run_id: str, step: str, name: str, content: bytes) -> None:
+    conn.execute(
+        "INSERT INTO app.artifacts (run_id, step, name, size, sha256, content, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (run_id, step, name, len(content), sha256(content), content, clock.now()),
+    )
