@@ -1,0 +1,37 @@
+"""Every private Dagster name the warm launcher uses, imported here and nowhere else.
+
+Pinned: dagster 1.13.27 (``PINNED_DAGSTER``). ``tests/unit/test_launcher_internals.py`` fails
+loudly when an upgrade moves, renames or re-signatures any of them; re-check each one against the
+new version before bumping the pin.
+
+- ``RunLauncher``, ``LaunchRunContext``, ``CheckRunHealthResult``, ``WorkerStatus``,
+  ``ConfigurableClass``, ``ConfigurableClassData``, ``DagsterLaunchFailedError``: the documented
+  run-launcher extension point, which Dagster only exposes from private modules.
+- ``execute_run_body``: ``dagster._cli.api._execute_run_command_body``, the body of
+  ``dagster api execute_run`` (what a stock run worker does after its imports).
+- ``capture_interrupts``: turns SIGINT into Dagster's cooperative run termination, as
+  ``dagster api execute_run`` wraps its body.
+"""
+
+from __future__ import annotations
+
+from dagster._cli.api import _execute_run_command_body as execute_run_body
+from dagster._core.errors import DagsterLaunchFailedError
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from dagster._utils.interrupts import capture_interrupts
+
+PINNED_DAGSTER = "1.13.27"
+
+__all__ = [
+    "PINNED_DAGSTER",
+    "CheckRunHealthResult",
+    "ConfigurableClass",
+    "ConfigurableClassData",
+    "DagsterLaunchFailedError",
+    "LaunchRunContext",
+    "RunLauncher",
+    "WorkerStatus",
+    "capture_interrupts",
+    "execute_run_body",
+]
