@@ -147,8 +147,10 @@ class TrialStack:
             self.start_pool()
         end = time.monotonic() + timeout_s
         for name in names:
-            wait_for(f"{name} ready", lambda n=name: self._alive(n) and stack._ready(self.settings, n),
-                     max(end - time.monotonic(), 0.1), 0.2)
+            def ready(n: str = name) -> bool:
+                return self._alive(n) and stack._ready(self.settings, n)
+
+            wait_for(f"{name} ready", ready, max(end - time.monotonic(), 0.1), 0.2)
         if self.warm:
             self.wait_pool(max(end - time.monotonic(), 0.1))
 

@@ -1,0 +1,219 @@
+"""Launch latency and throughput: the stock launcher vs the warm pool, one run, same machine.
+
+    python -m bench.launch_latency [--seq 20] [--burst 40] [--idle 20]
+
+Boots two private stacks one after the other (never both at once: 2 cores), each from a code
+snapshot on its own databases and ports, and measures on each:
+
+- submit -> SUCCESS for ``--seq`` sequential ``hello_job`` runs (GraphQL ``launchRun``, SUCCESS
+  seen in run storage), p50/p90;
+- sustained runs/s with ``--burst`` runs submitted at once, and the highest number of runs seen
+  executing at once (the cap: 8 for the stock queue, the pool's ``max_running`` for ours);
+- CPU-seconds per run and idle CPU of the whole stack (its processes, their reaped children and
+  its own PostgreSQL), so other work on the machine does not count.
+
+``stock`` is today's dagster.yaml (QueuedRunCoordinator, 1 s dequeue, DefaultRunLauncher);
+``warm`` is the WarmPoolRunLauncher behind the DefaultRunCoordinator, cap in the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster
+import psycopg
+
+from pipelines import dagster_runs, db, localdb, migrate
+from pipelines.dagster_client import DagsterClient
+from pipelines.launcher.protocol import request
+from pipelines.launcher.trial_stack import DEFAULT_COORDINATOR, DEFAULT_LAUNCHER, WARM_LAUNCHER, TrialStack
+from pipelines.settings import load, with_database
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def measure_sequential(submit: Callable[[], str], is_done: Callable[[str], bool], n: int,
+                       poll_s: float = 0.01) -> list[float]:
+    """Seconds from ``submit()`` to ``is_done(run)`` for ``n`` runs one after the other.
+
+    Generic on purpose: the HTTP-intent bench passes a submit that POSTs to the API and an
+    ``is_done`` that reads the run's final state."""
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        run = submit()
+        while not is_done(run):
+            time.sleep(poll_s)
+        times.append(time.monotonic() - t0)
+    return times
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _proc_cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def stack_cpu_s(trial: TrialStack, postmaster: int | None) -> float:
+    """CPU-seconds of the stack's processes, their children (live or reaped) and its Postgres."""
+    roots = [pid for name in ("codeserver", "daemon", "webserver", "pool") if (pid := trial.pid(name))]
+    if postmaster:
+        roots.append(postmaster)
+    total, seen, todo = 0.0, set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += _proc_cpu_s(pid)
+        todo.extend(_children(pid))
+    return total
+
+
+@dataclass
+class Result:
+    name: str
+    seq: list[float]
+    burst_n: int
+    burst_s: float
+    max_concurrent: int
+    cap: int
+    cpu_per_run_s: float
+    idle_pct: float
+
+
+def _status(dagster_url: str, run_id: str) -> str | None:
+    with psycopg.connect(dagster_url) as conn:
+        return dagster_runs.status(conn, run_id)
+
+
+def _executing(dagster_url: str) -> int:
+    with psycopg.connect(dagster_url) as conn:
+        row = conn.execute("SELECT count(*) FROM runs WHERE status = 'STARTED'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def bench_stack(trial: TrialStack, name: str, cap: int, seq_n: int, burst_n: int, idle_s: float,
+                postmaster: int | None) -> Result:
+    client = DagsterClient(trial.settings.dagster_ui_url, timeout_s=60)
+    launch = lambda: client.launch("hello_job", {}, {})  # noqa: E731
+    measure_sequential(launch, lambda r: _status(trial.dagster_url, r) in TERMINAL, 3)  # warm-up
+    seq = measure_sequential(launch, lambda r: _status(trial.dagster_url, r) == "SUCCESS", seq_n)
+
+    run_ids: list[str] = []
+    lock = threading.Lock()
+
+    def submit(k: int) -> None:
+        own = DagsterClient(trial.settings.dagster_ui_url, timeout_s=120)  # not thread-safe: one each
+        for _ in range(k):
+            rid = own.launch("hello_job", {}, {})
+            with lock:
+                run_ids.append(rid)
+
+    cpu0 = stack_cpu_s(trial, postmaster)
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=submit, args=(burst_n // 8 + (i < burst_n % 8),)) for i in range(8)]
+    for t in threads:
+        t.start()
+    peak = 0
+    while any(t.is_alive() for t in threads) or len(run_ids) < burst_n or \
+            any(_status(trial.dagster_url, r) not in TERMINAL for r in list(run_ids)):
+        if trial.warm:
+            peak = max(peak, len(request(str(trial.socket_path), {"op": "ping"})["running"]))
+        else:
+            peak = max(peak, _executing(trial.dagster_url))
+        time.sleep(0.05)
+    burst_s = time.monotonic() - t0
+    cpu_per_run = (stack_cpu_s(trial, postmaster) - cpu0) / burst_n
+    failed = [r for r in run_ids if _status(trial.dagster_url, r) != "SUCCESS"]
+    if failed:
+        raise SystemExit(f"{name}: {len(failed)} burst runs did not succeed, e.g. {failed[0]}")
+
+    time.sleep(3)  # let the burst's stragglers (event consumers, reaped workers) finish
+    idle0 = stack_cpu_s(trial, postmaster)
+    time.sleep(idle_s)
+    idle_pct = 100 * (stack_cpu_s(trial, postmaster) - idle0) / idle_s
+    return Result(name, seq, burst_n, burst_s, peak, cap, cpu_per_run, idle_pct)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.launch_latency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=40)
+    parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--pool-cap", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    root = Path(tempfile.mkdtemp(prefix="launch-bench-"))
+    external = os.environ.get("DATABASE_URL")
+    postmaster = None
+    if external:
+        base = external
+    else:
+        os.environ["HARNESS_DATA_DIR"] = str(root / "pg")
+        postmaster, base = localdb.up(load())
+    results = []
+    variants = [("stock", DEFAULT_LAUNCHER, None, 3250, 8), ("warm", WARM_LAUNCHER, DEFAULT_COORDINATOR, 3260,
+                                                              args.pool_cap)]
+    for name, launcher, coordinator, port, cap in variants:
+        app_url, dagster_url = with_database(base, f"bench_{name}"), with_database(base, f"bench_{name}_dagster")
+        db.recreate_database(app_url)
+        db.recreate_database(dagster_url)
+        migrate.migrate(app_url)
+        trial = TrialStack(root=root / name, port=port, app_url=app_url, dagster_url=dagster_url,
+                           launcher=launcher, coordinator=coordinator, max_running=cap)
+        try:
+            trial.start()
+            results.append(bench_stack(trial, name, cap, args.seq, args.burst, args.idle, postmaster))
+        finally:
+            trial.stop()
+        print(f"{name}: done", flush=True)
+    if postmaster:
+        localdb.down(load())
+
+    print(f"\n### submit -> SUCCESS, {args.seq} sequential hello_job runs\n")
+    print("| launcher | p50 s | p90 s | min s | max s |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.name} | {statistics.median(r.seq):.3f} | {_pct(r.seq, 0.9):.3f} | {min(r.seq):.3f} | "
+              f"{max(r.seq):.3f} |")
+    print(f"\n### {args.burst} submitted at once\n")
+    print("| launcher | runs/s | wall s | peak executing | cap | stack CPU-s/run | idle stack CPU % of one core |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.name} | {r.burst_n / r.burst_s:.2f} | {r.burst_s:.1f} | {r.max_concurrent} | {r.cap} | "
+              f"{r.cpu_per_run_s:.2f} | {r.idle_pct:.1f} ({args.idle:.0f} s) |")
+    load1, load5, _ = os.getloadavg()
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, "
+          f"dagster {dagster.__version__}, load avg {load1:.2f}/{load5:.2f} at the end (shared machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Fails loudly when a dagster upgrade moves or re-signatures a private name the launcher uses."""
+
+import inspect
+
+import dagster
+
+from pipelines.launcher import dagster_internals as di
+
+
+def test_pinned_version_is_installed() -> None:
+    assert dagster.__version__ == di.PINNED_DAGSTER, (
+        f"dagster {dagster.__version__} installed but the launcher's internals are checked against "
+        f"{di.PINNED_DAGSTER}: re-verify pipelines/launcher/dagster_internals.py, then bump PINNED_DAGSTER"
+    )
+
+
+def test_execute_run_body_signature() -> None:
+    params = list(inspect.signature(di.execute_run_body).parameters)
+    assert params == ["run_id", "instance", "write_stream_fn", "set_exit_code_on_failure"], params
+
+
+def test_capture_interrupts_is_a_context_manager() -> None:
+    with di.capture_interrupts():
+        pass
+
+
+def test_launcher_extension_point() -> None:
+    assert {"launch_run", "terminate", "check_run_worker_health"} <= set(dir(di.RunLauncher))
+    assert set(di.WorkerStatus.__members__) >= {"RUNNING", "FAILED"}
+    assert list(di.CheckRunHealthResult._fields)[:2] == ["status", "msg"]
+    assert list(di.LaunchRunContext._fields)[:1] == ["dagster_run"]
+    assert issubclass(di.DagsterLaunchFailedError, Exception)
+    assert {"from_config_value", "config_type", "inst_data"} <= set(dir(di.ConfigurableClass))
