@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dagster import Definitions, EnvVar
 
 from pipelines.jobs.crashdemo import crashdemo
@@ -13,14 +15,21 @@ from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.outbox_sensor import intent_outbox
 from pipelines.sensors.reaper_sensor import run_reaper
 
+
+def _optional_env(name: str) -> EnvVar | None:
+    """EnvVar (read at launch, hidden in the UI) when the variable exists at all: an EnvVar of an
+    unset variable fails every run's config, and replay mode needs no provider settings."""
+    return EnvVar(name) if name in os.environ else None
+
+
 defs = Definitions(
     jobs=[intent_job, crashdemo, hello_job],
     sensors=[intent_outbox, run_reaper],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),
-        # Replay (recorded fixtures) unless a run asks for record/live; the provider settings are
-        # read at launch and the key is hidden in the UI. The stack sets them to "" when unset.
-        "oc": OCResource(base_url=EnvVar("OC_BASE_URL"), model=EnvVar("OC_MODEL"), api_key=EnvVar("OC_API_KEY")),
+        # Replay (recorded fixtures) unless a run asks for record/live.
+        "oc": OCResource(base_url=_optional_env("OC_BASE_URL"), model=_optional_env("OC_MODEL"),
+                         api_key=_optional_env("OC_API_KEY")),
         "sandbox": SandboxResource(),
     },
 )

@@ -50,9 +50,6 @@ def stack_env(settings: Settings) -> dict[str, str]:
         DAGSTER_GRPC_PORT=str(settings.dagster_grpc_port),
         PYTHONUNBUFFERED="1",
     )
-    # Unset provider settings mean "replay only"; Dagster's EnvVar needs them defined.
-    for key in ("OC_BASE_URL", "OC_MODEL", "OC_API_KEY"):
-        env.setdefault(key, "")
     return env
 
 

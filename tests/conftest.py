@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from pipelines import db, localdb, migrate
-from pipelines.settings import REPO_ROOT, database_name, load, with_database
+from pipelines.settings import REPO_ROOT, database_name, load, sqlalchemy_psycopg2, with_database
 
 TEST_DATA_DIR = REPO_ROOT / ".data" / "test"
 APP_TABLES = ("app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",
@@ -54,7 +54,16 @@ def test_databases() -> TestDatabases:
     db.recreate_database(app_url)
     db.recreate_database(dagster_url)
     migrate.migrate(app_url)
+    _create_dagster_storage(dagster_url)
     return TestDatabases(app_url=app_url, dagster_url=dagster_url, data_dir=TEST_DATA_DIR)
+
+
+def _create_dagster_storage(url: str) -> None:
+    """Dagster creates its own tables on first use; do it once so readers never meet an empty DB."""
+    from dagster import instance_for_test
+
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": sqlalchemy_psycopg2(url)}}}):
+        pass
 
 
 def truncate_app_tables(url: str) -> None:

@@ -1,0 +1,43 @@
+"""The main job: submit the demo intent over HTTP to the running stack, wait, print its RunView.
+
+Runs after `mise run up`. The OC producer replays the recorded fixture for this intent (no model
+provider needed); the sandbox runs the plan's commands for real.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import httpx
+
+from pipelines.settings import load
+
+DEMO_INTENT = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
+
+
+def main() -> int:
+    settings = load()
+    base = f"http://127.0.0.1:{settings.api_port}"
+    with httpx.Client(base_url=base, timeout=40) as client:
+        intent = client.post("/intents", json=DEMO_INTENT)
+        intent.raise_for_status()
+        intent_id = intent.json()["intentId"]
+        t0 = time.monotonic()
+        run = client.post(f"/intents/{intent_id}/run", json={"traceId": "quickstart-demo"})
+        run.raise_for_status()
+        run_id = run.json()["runId"]
+        view = client.get(f"/runs/{run_id}").json()
+        deadline = time.monotonic() + 120
+        while view["status"] not in ("succeeded", "failed", "canceled") and time.monotonic() < deadline:
+            view = client.get(f"/runs/{run_id}", params={"wait": 25}).json()
+    print(json.dumps(view, indent=2))
+    print(f"\nintent {intent_id} -> run {run_id}: {view['status']} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    for r in view["dagsterRuns"]:
+        print(f"Dagster UI: {r['url']}", file=sys.stderr)
+    return 0 if view["status"] == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

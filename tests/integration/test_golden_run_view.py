@@ -1,0 +1,76 @@
+"""W6: the RunView of a fixed intent, in replay mode, with ids and time injected, is byte-identical
+to tests/golden/run-view.json. A missing baseline fails; `mise run test:golden:refresh` rewrites it.
+
+The intent goes in through the real API app; the intent job runs in process (so its Dagster run
+id can be fixed) against Postgres run storage; the view comes back through the API.
+"""
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dagster import instance_for_test
+from fastapi.testclient import TestClient
+
+from api.main import build_state, create_app
+from pipelines import clock
+from pipelines.definitions import defs
+from pipelines.launching import intent_run_config
+from pipelines.resources.app_db import AppDatabase
+from pipelines.settings import load, sqlalchemy_psycopg2
+from tests.conftest import TestDatabases, truncate_app_tables
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "run-view.json"
+FIXED_NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+DAGSTER_RUN_ID = "00000000-0000-4000-8000-000000000001"
+DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
+
+
+@pytest.fixture
+def client(test_databases: TestDatabases, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    truncate_app_tables(test_databases.app_url)
+    monkeypatch.setenv("APP_DATABASE_URL", test_databases.app_url)
+    monkeypatch.setenv("DAGSTER_DATABASE_URL", test_databases.dagster_url)
+    monkeypatch.setattr(clock, "now", lambda: FIXED_NOW)
+    # Ports fixed so the UI links in the view are too; nothing listens on them, so the API's own
+    # launch defers to the outbox and the job is executed below instead.
+    settings = dataclasses.replace(load(), api_port=3999, dagster_ui_port=4999, dagster_grpc_port=5999)
+    state = build_state(settings)
+    counter = iter(range(1, 1000))
+    state.new_id = lambda prefix: f"{prefix}_{next(counter):032x}"
+    with TestClient(create_app(state)) as c:
+        yield c
+
+
+def _execute(test_databases: TestDatabases, run_id: str, trace_id: str) -> None:
+    storage = {"postgres": {"postgres_url": sqlalchemy_psycopg2(test_databases.dagster_url)}}
+    with instance_for_test(overrides={"storage": storage}) as instance:
+        instance.delete_run(DAGSTER_RUN_ID) if instance.has_run(DAGSTER_RUN_ID) else None
+        job = defs.resolve_job_def("intent_job")
+        result = job.execute_in_process(
+            run_config=intent_run_config(run_id), instance=instance, run_id=DAGSTER_RUN_ID,
+            tags={"app/run_id": run_id, "app/trace_id": trace_id},
+            resources={"app_db": AppDatabase(url=test_databases.app_url)},
+        )
+        assert result.success
+
+
+def test_run_view_matches_golden(client: TestClient, test_databases: TestDatabases) -> None:
+    intent_id = client.post("/intents", json=DEMO).json()["intentId"]
+    run_id = client.post(f"/intents/{intent_id}/run", json={"traceId": "golden-trace"}).json()["runId"]
+    assert client.get(f"/runs/{run_id}").json()["status"] == "queued"
+    _execute(test_databases, run_id, "golden-trace")
+    response = client.get(f"/runs/{run_id}")
+    assert response.status_code == 200
+    rendered = json.dumps(response.json(), indent=2) + "\n"
+    assert response.content == client.get(f"/runs/{run_id}").content  # byte-stable between reads
+    if os.environ.get("GOLDEN_REFRESH") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(rendered)
+    if not GOLDEN.exists():
+        pytest.fail(f"golden baseline {GOLDEN} is missing: run `mise run test:golden:refresh` on purpose")
+    assert rendered == GOLDEN.read_text(), "RunView drifted from the golden baseline (refresh on purpose if intended)"
