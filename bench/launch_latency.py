@@ -122,8 +122,9 @@ def bench_stack(trial: TrialStack, name: str, cap: int, seq_n: int, burst_n: int
                 postmaster: int | None) -> Result:
     client = DagsterClient(trial.settings.dagster_ui_url, timeout_s=60)
     launch = lambda: client.launch("hello_job", {}, {})  # noqa: E731
-    measure_sequential(launch, lambda r: _status(trial.dagster_url, r) in TERMINAL, 3)  # warm-up
-    seq = measure_sequential(launch, lambda r: _status(trial.dagster_url, r) == "SUCCESS", seq_n)
+    finished = lambda r: _status(trial.dagster_url, r) in TERMINAL  # noqa: E731
+    measure_sequential(launch, finished, 3)  # warm-up
+    seq = measure_sequential(launch, finished, seq_n)
 
     run_ids: list[str] = []
     lock = threading.Lock()
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=40)
     parser.add_argument("--idle", type=float, default=20.0)
     parser.add_argument("--pool-cap", type=int, default=4)
+    parser.add_argument("--only", choices=("stock", "warm"), help="measure one launcher only")
     args = parser.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="launch-bench-"))
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("stock", DEFAULT_LAUNCHER, None, 3250, 8), ("warm", WARM_LAUNCHER, DEFAULT_COORDINATOR, 3260,
                                                               args.pool_cap)]
     for name, launcher, coordinator, port, cap in variants:
+        if args.only and name != args.only:
+            continue
         app_url, dagster_url = with_database(base, f"bench_{name}"), with_database(base, f"bench_{name}_dagster")
         db.recreate_database(app_url)
         db.recreate_database(dagster_url)
