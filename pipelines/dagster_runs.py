@@ -21,8 +21,14 @@ class DagsterRun:
     parent_run_id: str | None
     root_run_id: str | None
     retry_number: int
-    will_retry: bool
+    # Dagster tags a failed run true/false just after writing FAILURE; None = not decided yet.
+    will_retry: bool | None
     created_at: float
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen to this run's group on its account."""
+        return self.status in ("SUCCESS", "CANCELED") or (self.status == "FAILURE" and self.will_retry is False)
 
 
 def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
@@ -45,7 +51,8 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
     ).fetchall()
     return [
         DagsterRun(run_id=r[0], job_name=r[1], status=r[2], parent_run_id=r[3], root_run_id=r[4],
-                   retry_number=int(r[5] or 0), will_retry=(r[6] == "true"), created_at=float(r[7]))
+                   retry_number=int(r[5] or 0),
+                   will_retry=None if r[6] is None else r[6] == "true", created_at=float(r[7]))
         for r in rows
     ]
 

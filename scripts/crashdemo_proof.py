@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pipelines import dagster_runs, db, localdb, workers
-from pipelines.dagster_client import DagsterClient
+from pipelines.dagster_client import DagsterClient, DagsterUnavailable
 from pipelines.launching import crashdemo_run_config
 from pipelines.settings import REPO_ROOT, Settings, load
 from scripts import stack
@@ -42,7 +42,6 @@ PAUSE_S = 120.0  # the kill always comes long before the pause would end
 # then meets a dead connection, fails, and the run retries from failure.
 POSTGRES_PAUSE_S = 4.0
 DEADLINE_S = 120.0
-TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 class ProofFailed(AssertionError):
@@ -96,7 +95,16 @@ def launch(settings: Settings, app_url: str, wf_id: str, point: str, pause_s: fl
         conn.execute("INSERT INTO app.workflow_runs (wf_id, crash_at, pause_s) VALUES (%s, %s, %s)",
                      (wf_id, point, pause_s))
     client = DagsterClient(settings.dagster_ui_url)
-    return client.launch("crashdemo", crashdemo_run_config(wf_id, point, pause_s), {"app/run_id": wf_id})
+    # After a Postgres restart the webserver's pooled connections are stale and its first
+    # requests answer HTTP 500 before any run is created; a short bounded retry rides that out.
+    for attempt in range(5):
+        try:
+            return client.launch("crashdemo", crashdemo_run_config(wf_id, point, pause_s), {"app/run_id": wf_id})
+        except DagsterUnavailable:
+            if attempt == 4:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def worker_pid(app_url: str, dagster_run_id: str) -> int:
@@ -154,8 +162,7 @@ def prove(settings: Settings, mode: str, point: str, *,
 
     def settled() -> bool:
         runs = group(dagster_url, wf_id)
-        return bool(runs) and runs[-1].status in TERMINAL and not runs[-1].will_retry and \
-            marks(app_url, wf_id) == {"s1": 1, "s2": 1}
+        return bool(runs) and runs[-1].settled and marks(app_url, wf_id) == {"s1": 1, "s2": 1}
 
     problems: list[str] = []
     try:
@@ -206,7 +213,7 @@ def soak(settings: Settings, n: int) -> int:
         if not rs:
             continue
         times = [r.settle_s for r in rs]
-        settled = sum(1 for r in rs if r.group and r.group[-1].status in TERMINAL)
+        settled = sum(1 for r in rs if r.group and r.group[-1].settled)
         print(f"| {mode} | {point} | {len(rs)} | {settled} | {sum(r.held for r in rs)}/{len(rs)} | "
               f"{statistics.median(times):.1f} | {max(times):.1f} |")
     held = sum(r.held for r in results)
