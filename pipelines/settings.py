@@ -20,6 +20,13 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _choice(name: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, allowed[0])
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
 def _port(name: str, default: int) -> int:
     raw = _env(name, str(default))
     try:
@@ -62,6 +69,7 @@ class Settings:
     dagster_ui_port: int
     dagster_grpc_port: int
     api_token: str | None
+    run_launcher: str  # "warm" (our pool, the default) or "stock" (Dagster's DefaultRunLauncher)
 
     @property
     def embedded(self) -> bool:
@@ -84,6 +92,10 @@ class Settings:
         return Path(_env("DAGSTER_HOME", str(REPO_ROOT / "dagster_home")))
 
     @property
+    def pool_socket(self) -> Path:
+        return self.run_dir / "pool.sock"
+
+    @property
     def dagster_ui_url(self) -> str:
         return f"http://127.0.0.1:{self.dagster_ui_port}"
 
@@ -99,4 +111,5 @@ def load() -> Settings:
         dagster_ui_port=_port("DAGSTER_PORT", api_port + 1000),
         dagster_grpc_port=_port("DAGSTER_GRPC_PORT", api_port + 2000),
         api_token=os.environ.get("API_TOKEN") or None,
+        run_launcher=_choice("HARNESS_RUN_LAUNCHER", ("warm", "stock")),
     )

@@ -1,6 +1,6 @@
 """The durability proof, as one readable script (runbook W1, on Dagster).
 
-    MODE=worker|server|stack|postgres POINT=s2_before_commit|s2_after_commit PORT=3004 \
+    MODE=worker|server|stack|postgres|pool POINT=s2_before_commit|s2_after_commit PORT=3004 \
         python -m scripts.crashdemo_proof            # one proof
     N=20 python -m scripts.crashdemo_proof --soak    # N proofs cycling modes and points
 
@@ -8,8 +8,8 @@
 2. launch a crashdemo run with a unique workflow id, paused at the crash point in s2;
 3. once s1 has committed (and, for s2_after_commit, s2 too), SIGKILL what MODE names:
    worker = the run worker; server = run worker + code server; stack = every harness process
-   (code server, daemon, webserver, API, run worker; Postgres stays up); postgres = restart
-   PostgreSQL under the paused run;
+   (pool, code server, daemon, webserver, API, run worker; Postgres stays up); postgres = restart
+   PostgreSQL under the paused run; pool = the warm pool and its workers;
 4. restart what was killed, then poll the rows with a deadline until they settle;
 5. assert exactly one s1 and one s2 mark for that id and a SUCCESS as the final Dagster run of
    its run group; print the run group and the settle time. Exit 1 when the invariant fails.
@@ -35,7 +35,7 @@ from pipelines.launching import crashdemo_run_config
 from pipelines.settings import REPO_ROOT, Settings, load
 from scripts import stack
 
-MODES = ("worker", "server", "stack", "postgres")
+MODES = ("worker", "server", "stack", "postgres", "pool")
 POINTS = ("s2_before_commit", "s2_after_commit")
 PAUSE_S = 120.0  # the kill always comes long before the pause would end
 # MODE=postgres restarts the server inside a short pause and kills nothing: the paused step
@@ -150,13 +150,17 @@ def prove(settings: Settings, mode: str, point: str, *,
         stack.kill(settings, ["codeserver"], signal.SIGKILL)
     elif mode == "stack":
         os.kill(pid, signal.SIGKILL)
-        stack.kill(settings, ["codeserver", "daemon", "webserver", "api"], signal.SIGKILL)
+        stack.kill(settings, [c.name for c in stack.components(settings)], signal.SIGKILL)
+    elif mode == "pool":
+        if settings.run_launcher != "warm":
+            raise ProofFailed("MODE=pool needs the warm launcher (HARNESS_RUN_LAUNCHER=warm)")
+        stack.kill(settings, ["pool"], signal.SIGKILL)  # its process group: the pool and its workers
     elif mode == "postgres":
         (postgres_restart or (lambda: restart_postgres(settings)))()
     else:
         raise ValueError(f"unknown MODE {mode!r}; expected one of {', '.join(MODES)}")
     poll("the killed worker to be gone", lambda: workers.start_ticks(pid) is None, 30)
-    if mode in ("server", "stack"):
+    if mode in ("server", "stack", "pool"):
         stack.up(settings)
     back = time.monotonic()
 
@@ -198,6 +202,8 @@ def soak(settings: Settings, n: int) -> int:
     combos = [(m, p) for m in MODES for p in POINTS]
     if not settings.embedded:
         combos = [(m, p) for m, p in combos if m != "postgres"]
+    if settings.run_launcher != "warm":
+        combos = [(m, p) for m, p in combos if m != "pool"]
     results = []
     for i in range(n):
         mode, point = combos[i % len(combos)]

@@ -22,12 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import yaml
 
 from pipelines import db, localdb, migrate, workers
 from pipelines.dagster_client import grpc_serving
+from pipelines.launcher.protocol import ping
 from pipelines.settings import REPO_ROOT, Settings, load
 
 BIN = Path(sys.executable).parent
+STOCK_COORDINATOR = {
+    "module": "dagster._core.run_coordinator",
+    "class": "QueuedRunCoordinator",
+    "config": {"max_concurrent_runs": 8, "dequeue_interval_seconds": 1, "dequeue_use_threads": True,
+               "dequeue_num_workers": 4},
+}
 
 
 @dataclass(frozen=True)
@@ -36,11 +44,26 @@ class Component:
     argv: list[str]
 
 
+def dagster_home(settings: Settings) -> Path:
+    """``dagster_home/`` as committed (warm launcher), or for HARNESS_RUN_LAUNCHER=stock a generated
+    copy of its dagster.yaml with Dagster's stock QueuedRunCoordinator + DefaultRunLauncher."""
+    if settings.run_launcher == "warm":
+        return settings.dagster_home
+    config = yaml.safe_load((settings.dagster_home / "dagster.yaml").read_text())
+    config["run_coordinator"] = STOCK_COORDINATOR
+    config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
+    home = settings.run_dir / "dagster_home_stock"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return home
+
+
 def stack_env(settings: Settings) -> dict[str, str]:
     """The environment every harness process gets (the database URLs resolved once here)."""
     env = dict(os.environ)
     env.update(
-        DAGSTER_HOME=str(settings.dagster_home),
+        DAGSTER_HOME=str(dagster_home(settings)),
+        HARNESS_POOL_SOCKET=str(settings.pool_socket),
         DAGSTER_PG_URL=db.dagster_storage_url(settings),
         APP_DATABASE_URL=db.app_url(settings),
         DAGSTER_DATABASE_URL=db.dagster_url(settings),
@@ -68,7 +91,9 @@ def grpc_workspace(settings: Settings) -> Path:
 
 def components(settings: Settings) -> list[Component]:
     workspace = str(grpc_workspace(settings))
-    return [
+    # The pool first: it imports the most, and launches wait for it.
+    pool = [Component("pool", [sys.executable, "-m", "scripts.pool"])] if settings.run_launcher == "warm" else []
+    return pool + [
         Component(
             "codeserver",
             [str(BIN / "dagster"), "code-server", "start", "-m", "pipelines.definitions", "-a", "defs",
@@ -143,6 +168,8 @@ def reap_abandoned(settings: Settings) -> list[str]:
 
 
 def _ready(settings: Settings, name: str) -> bool:
+    if name == "pool":
+        return ping(str(settings.pool_socket))
     if name == "api":
         return _http_ok(f"http://127.0.0.1:{settings.api_port}/healthz") is not None
     if name == "codeserver":
@@ -244,7 +271,7 @@ def status(settings: Settings) -> int:
     else:
         rows.append(("postgres", None, "external (DATABASE_URL)"))
     ports = {"codeserver": settings.dagster_grpc_port, "webserver": settings.dagster_ui_port,
-             "api": settings.api_port}
+             "api": settings.api_port, "pool": str(settings.pool_socket)}
     for comp in components(settings):
         rows.append((comp.name, read_pid(settings, comp.name), f"port {ports.get(comp.name, '-')}"))
     down_count = 0

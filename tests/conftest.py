@@ -48,7 +48,8 @@ def test_databases() -> TestDatabases:
         os.environ["HARNESS_DATA_DIR"] = str(TEST_DATA_DIR)
         settings = load()
         _, base = localdb.up(settings)
-    name = database_name(base) + "_test"
+    # HARNESS_TEST_DB lets two test sessions share one server without dropping each other's data.
+    name = os.environ.get("HARNESS_TEST_DB") or database_name(base) + "_test"
     app_url = with_database(base, name)
     dagster_url = with_database(base, name + "_dagster")
     db.recreate_database(app_url)

@@ -22,14 +22,15 @@ PORT = 3101
 DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
 
 
-@pytest.fixture(scope="module")
-def running_stack(test_databases: TestDatabases) -> Iterator[Settings]:
+def boot(test_databases: TestDatabases, launcher: str, port: int) -> Iterator[Settings]:
+    """A stack of real processes on the test databases, its own data dir and ports."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATABASE_URL", test_databases.app_url)
         mp.setenv("APP_DATABASE_URL", test_databases.app_url)
         mp.setenv("DAGSTER_DATABASE_URL", test_databases.dagster_url)
-        mp.setenv("HARNESS_DATA_DIR", str(TEST_DATA_DIR / "stack"))
-        mp.setenv("PORT", str(PORT))
+        mp.setenv("HARNESS_DATA_DIR", str(TEST_DATA_DIR / f"stack-{launcher}"))
+        mp.setenv("HARNESS_RUN_LAUNCHER", launcher)
+        mp.setenv("PORT", str(port))
         for var in ("DAGSTER_PORT", "DAGSTER_GRPC_PORT", "API_TOKEN"):
             mp.delenv(var, raising=False)
         settings = load()
@@ -38,6 +39,11 @@ def running_stack(test_databases: TestDatabases) -> Iterator[Settings]:
             yield settings
         finally:
             stack.down(settings)
+
+
+@pytest.fixture(scope="module")
+def running_stack(test_databases: TestDatabases) -> Iterator[Settings]:
+    yield from boot(test_databases, "warm", PORT)
 
 
 @pytest.fixture
@@ -125,12 +131,7 @@ def test_outbox_reconciler_launches_what_the_api_could_not_and_cancel_holds(
     assert canceled["status"] == "canceled" and canceled["dagsterRuns"] == []
 
 
-# Last in the module: MODE=postgres restarts the server under everything else.
-@pytest.mark.parametrize(("mode", "point"), [
-    ("worker", "s2_before_commit"), ("worker", "s2_after_commit"), ("server", "s2_before_commit"),
-    ("stack", "s2_after_commit"), ("postgres", "s2_before_commit"),
-])
-def test_sigkill_and_restart_settle_exactly_once(running_stack: Settings, mode: str, point: str) -> None:
+def assert_proof_holds(running_stack: Settings, mode: str, point: str) -> None:
     restart = None
     if mode == "postgres":
         if not localdb.running(dataclasses.replace(running_stack, data_dir=TEST_DATA_DIR)):
@@ -141,3 +142,12 @@ def test_sigkill_and_restart_settle_exactly_once(running_stack: Settings, mode: 
     assert result.marks == {"s1": 1, "s2": 1}
     assert result.group[-1].status == "SUCCESS" and len(result.group) >= 2
     assert result.group[-1].root_run_id == result.group[0].run_id
+
+
+# Last in the module: MODE=postgres restarts the server under everything else.
+@pytest.mark.parametrize(("mode", "point"), [
+    ("worker", "s2_before_commit"), ("worker", "s2_after_commit"), ("pool", "s2_before_commit"),
+    ("server", "s2_after_commit"), ("stack", "s2_before_commit"), ("postgres", "s2_before_commit"),
+])
+def test_sigkill_and_restart_settle_exactly_once(running_stack: Settings, mode: str, point: str) -> None:
+    assert_proof_holds(running_stack, mode, point)
