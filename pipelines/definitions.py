@@ -9,6 +9,7 @@ from dagster import Definitions, EnvVar
 from pipelines.jobs.crashdemo import crashdemo
 from pipelines.jobs.hello import hello_job
 from pipelines.jobs.intent import intent_job
+from pipelines.jobs.soak import crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.resource import SandboxResource
@@ -23,7 +24,8 @@ def _optional_env(name: str) -> EnvVar | None:
 
 
 defs = Definitions(
-    jobs=[intent_job, crashdemo, hello_job],
+    jobs=[intent_job, crashdemo, hello_job, crashdemo_soak],
+    schedules=[crashdemo_soak_schedule],
     sensors=[intent_outbox, run_reaper],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),

@@ -21,7 +21,7 @@ from pipelines.settings import REPO_ROOT, database_name, load, sqlalchemy_psycop
 
 TEST_DATA_DIR = REPO_ROOT / ".data" / "test"
 APP_TABLES = ("app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",
-              "app.run_workers", "app.hello")
+              "app.run_workers", "app.hello", "app.soak_results")
 
 
 @dataclass(frozen=True)

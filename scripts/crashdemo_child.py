@@ -1,0 +1,27 @@
+"""One crashdemo execution in this process (used by the scheduled soak): with a crash point the
+process SIGKILLs itself there, exactly like a crashed run worker.
+
+    python -m scripts.crashdemo_child <wf_id> <crash_at>     (APP_DATABASE_URL set)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pipelines.jobs.crashdemo import crashdemo
+from pipelines.launching import crashdemo_run_config
+from pipelines.resources.app_db import AppDatabase
+
+
+def main(argv: list[str]) -> int:
+    wf_id, crash_at = argv[1], argv[2]
+    result = crashdemo.execute_in_process(
+        run_config=crashdemo_run_config(wf_id, crash_at, 0.0), tags={"app/run_id": wf_id},
+        resources={"app_db": AppDatabase(url=os.environ["APP_DATABASE_URL"])}, raise_on_error=False,
+    )
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
