@@ -4,6 +4,7 @@ row is written. Every rejection is a deterministic 4xx envelope."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -26,13 +27,47 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-async def json_body(request: Request, contract: str, *, empty_is: dict[str, Any] | None = None) -> dict[str, Any]:
+def _too_large() -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, refused as soon as it passes the cap (a chunked body has no Content-Length)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"request body is over {MAX_BODY_BYTES} bytes")
+        raise _too_large()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _storable(value: Any, pointer: str = "") -> None:
+    """JSON that Postgres can store: no NUL, no lone surrogates (text/jsonb reject them), and no
+    number that overflows to infinity."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(400, "malformed_json", f"string at {pointer or '/'} contains NUL (\\u0000)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "malformed_json", f"string at {pointer or '/'} contains a lone surrogate") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ApiError(400, "malformed_json", f"number at {pointer or '/'} is out of range")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, pointer)
+            _storable(item, f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _storable(item, f"{pointer}/{i}")
+
+
+async def json_body(request: Request, contract: str, *, empty_is: dict[str, Any] | None = None) -> dict[str, Any]:
+    raw = await _read_capped(request)
     if not raw.strip() and empty_is is not None:
         return dict(empty_is)
     if not _JSON.match(request.headers.get("content-type", "")):
@@ -42,6 +77,9 @@ async def json_body(request: Request, contract: str, *, empty_is: dict[str, Any]
                           parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {_first_line(exc)}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    _storable(body)
     found = contracts.violations(contract, body)
     if found:
         raise ApiError(400, "schema_violation", f"request body does not match {contract}", found)
@@ -60,7 +98,7 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "schema_violation", "Idempotency-Key must be 1-200 printable ASCII characters",
                        [contracts.Violation("/headers/Idempotency-Key", "invalid")])
     return key
@@ -69,6 +107,6 @@ def idempotency_key(request: Request) -> str | None:
 def check_id(value: str, kind: str) -> str:
     pattern = {"intent": r"^int_[0-9a-f]{32}$", "run": r"^run_[0-9a-f]{32}$",
                "wf": r"^[A-Za-z0-9_.:-]{1,128}$"}[kind]
-    if not re.match(pattern, value):
+    if not re.fullmatch(pattern, value):
         raise ApiError(400, "invalid_id", f"{kind} id {value[:80]!r} does not match {pattern}")
     return value

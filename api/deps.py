@@ -27,7 +27,8 @@ class AppState:
 
 
 def state(request: Request) -> AppState:
-    return request.app.state.harness  # type: ignore[no-any-return]
+    harness: AppState = request.app.state.harness
+    return harness
 
 
 def app_conn(request: Request) -> Iterator[psycopg.Connection]:
@@ -52,7 +53,8 @@ def require_token(request: Request) -> None:
     if token is None:
         return
     given = request.headers.get("authorization", "")
-    if not (given.startswith("Bearer ") and secrets.compare_digest(given[7:].encode(), token.encode())):
+    scheme, _, credentials = given.partition(" ")
+    if not (scheme.lower() == "bearer" and secrets.compare_digest(credentials.strip().encode(), token.encode())):
         raise ApiError(401, "unauthorized", "a valid bearer token is required for this route")
 
 

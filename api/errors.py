@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts import Violation
@@ -61,8 +61,14 @@ def install(app: FastAPI) -> None:
                          key=lambda v: (v.pointer, v.message))
         return JSONResponse(envelope("schema_violation", "request parameters are invalid", details), status_code=400)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        error_id = f"err_{secrets.token_hex(8)}"
-        log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
-        return JSONResponse(envelope("internal_error", "unexpected server error", error_id=error_id), status_code=500)
+    # A middleware, not an exception handler: Starlette re-raises after a handler for Exception has
+    # answered, which makes the server drop the keep-alive connection.
+    @app.middleware("http")
+    async def _unexpected(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        try:
+            return await call_next(request)
+        except Exception:
+            error_id = f"err_{secrets.token_hex(8)}"
+            log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
+            return JSONResponse(envelope("internal_error", "unexpected server error", error_id=error_id),
+                                status_code=500)

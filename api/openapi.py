@@ -32,7 +32,7 @@ def component(contract: str) -> dict[str, Any]:
     defs = schema.pop("$defs", {})
     for key in ("$schema", "$id"):
         schema.pop(key, None)
-    return _inline(schema, defs)  # type: ignore[no-any-return]
+    return dict(_inline(schema, defs))
 
 
 def ref(contract: str) -> dict[str, str]:

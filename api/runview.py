@@ -83,4 +83,4 @@ def build(app_conn: psycopg.Connection, dagster_conn: psycopg.Connection, run: r
             for r in group
         ],
     }
-    return contracts.validate("run-view", view)  # type: ignore[no-any-return]
+    return contracts.validate("run-view", view)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,19 @@ def _pointer(path: Any) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
 
+def _where(error: Any) -> str:
+    """The error's JSON pointer; a missing required property points at the property itself."""
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        match = re.fullmatch(r"'(.+)' is a required property", error.message, re.DOTALL)
+        if match:
+            path.append(match.group(1))
+    return _pointer(path)
+
+
 def violations(name: str, instance: Any) -> list[Violation]:
     """All violations, ordered by JSON pointer then message, so error bodies are byte-stable."""
-    found = {Violation(_pointer(e.absolute_path), e.message) for e in validator(name).iter_errors(instance)}
+    found = {Violation(_where(e), e.message) for e in validator(name).iter_errors(instance)}
     return sorted(found, key=lambda v: (v.pointer, v.message))
 
 

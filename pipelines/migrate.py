@@ -63,7 +63,7 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
         try:
             conn.execute(_BOOKKEEPING)
             rows = conn.execute("SELECT version, checksum FROM public.schema_migrations").fetchall()
-            applied = dict(rows)
+            applied: dict[str, str] = dict(rows)
             known = {m.version for m in migrations}
             for version in sorted(set(applied) - known):
                 raise MigrationError(f"applied migration {version} has no file in {sql_dir}")
@@ -77,7 +77,7 @@ def migrate(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
                         )
                     continue
                 with conn.transaction():
-                    conn.execute(m.path.read_text())  # type: ignore[call-overload]
+                    conn.execute(m.path.read_text().encode())
                     conn.execute(
                         "INSERT INTO public.schema_migrations (version, checksum) VALUES (%s, %s)",
                         (m.version, m.checksum),

@@ -199,12 +199,11 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
     env = stack_env(settings)
     comps = components(settings)
     for comp in comps:
-        pid = read_pid(settings, comp.name)
-        if pid is None:
-            pid = _start(settings, comp, env)
-            print(f"{comp.name:<11} started pid {pid}")
+        running = read_pid(settings, comp.name)
+        if running is None:
+            print(f"{comp.name:<11} started pid {_start(settings, comp, env)}")
         else:
-            print(f"{comp.name:<11} already running pid {pid}")
+            print(f"{comp.name:<11} already running pid {running}")
     deadline = time.monotonic() + timeout_s
     pending = [c.name for c in comps]
     while pending:

@@ -41,6 +41,6 @@ def start_crashdemo(wf: WfQuery, st: StateDep) -> JSONResponse:
 def marks(wf: WfQuery, st: StateDep) -> JSONResponse:
     check_id(wf, "wf")
     with st.app_pool.connection() as conn:
-        rows = dict(conn.execute("SELECT step, count(*) FROM app.marks WHERE run_id = %s GROUP BY step",
+        rows: dict[str, int] = dict(conn.execute("SELECT step, count(*) FROM app.marks WHERE run_id = %s GROUP BY step",
                                  (wf,)).fetchall())
     return respond("marks", {"wf": wf, "marks": {"s1": int(rows.get("s1", 0)), "s2": int(rows.get("s2", 0))}})

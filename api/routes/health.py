@@ -29,7 +29,7 @@ def healthz(st: StateDep) -> JSONResponse:
     dagster_ok, dagster_detail = _db(st.dagster_pool)
     code_ok = grpc_serving(st.settings.dagster_grpc_port)
     sandbox = st.sandbox_status()
-    checks = {
+    checks: dict[str, dict[str, Any]] = {
         "appDb": {"ok": app_ok, "required": True, "detail": app_detail},
         "dagsterStorage": {"ok": dagster_ok, "required": True, "detail": dagster_detail},
         "codeLocation": {"ok": code_ok, "required": False,

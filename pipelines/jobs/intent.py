@@ -73,7 +73,7 @@ def oc_plan(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDat
             except OCError as exc:
                 checkpoint.fail(conn, run_id=run.run_id, step="oc", error=f"{exc.kind}: {exc.detail}")
                 raise Failure(description=f"OC producer failed ({exc.kind})",
-                              metadata={"kind": exc.kind, "detail": exc.detail[:2000]}) from exc
+                              metadata={"kind": exc.kind, "detail": (exc.detail or "")[:2000]}) from exc
             produced = result.as_dict()
 
             def effect(c: psycopg.Connection) -> None:

@@ -3,7 +3,7 @@ from pipelines.definitions import defs
 
 def test_every_job_loads() -> None:
     names = sorted(job.name for job in defs.resolve_all_job_defs())
-    assert {"crashdemo", "hello_job"} <= set(names)
+    assert {"intent_job", "crashdemo", "crashdemo_soak", "hello_job"} <= set(names)
     for name in names:
         assert defs.resolve_job_def(name)
 
