@@ -25,9 +25,9 @@ def status(run: repo.Run, group: list[dagster_runs.DagsterRun]) -> str:
     if last.status in ("CANCELED", "CANCELING"):
         return "canceled"
     if last.status == "FAILURE":
-        if last.will_retry is False:
-            return "canceled" if run.canceled_at else "failed"
-        return "retrying"  # tagged will_retry, or about to be tagged either way
+        if last.retry_pending:
+            return "retrying"
+        return "canceled" if run.canceled_at else "failed"
     if last.status in _WAITING:
         return "retrying" if last.retry_number > 0 else "queued"
     return "running"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import psycopg
 
 APP_RUN_TAG = "app/run_id"
+RELAUNCHED_TAG = "harness/relaunched_as"
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,19 @@ class DagsterRun:
     retry_number: int
     # Dagster tags a failed run true/false just after writing FAILURE; None = not decided yet.
     will_retry: bool | None
+    # The retry daemon could not launch the retry (code location down) and gave up; the reaper
+    # sensor re-executes such a run once the location is back (pipelines/reaper.py).
+    retry_launch_failed: bool
     created_at: float
+
+    @property
+    def retry_pending(self) -> bool:
+        return self.status == "FAILURE" and (self.will_retry is not False or self.retry_launch_failed)
 
     @property
     def settled(self) -> bool:
         """Nothing more will happen to this run's group on its account."""
-        return self.status in ("SUCCESS", "CANCELED") or (self.status == "FAILURE" and self.will_retry is False)
+        return self.status in ("SUCCESS", "CANCELED") or (self.status == "FAILURE" and not self.retry_pending)
 
 
 def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
@@ -40,6 +48,10 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
                max(t.value) FILTER (WHERE t.key = 'dagster/root_run_id'),
                max(t.value) FILTER (WHERE t.key = 'dagster/retry_number'),
                max(t.value) FILTER (WHERE t.key = 'dagster/will_retry'),
+               r.status = 'FAILURE' AND EXISTS (
+                   SELECT 1 FROM event_logs e
+                   WHERE e.run_id = r.run_id AND e.dagster_event_type = 'ENGINE_EVENT'
+                     AND e.event LIKE %s) AND NOT bool_or(t.key = %s),
                extract(epoch FROM r.create_timestamp)
         FROM runs r
         JOIN run_tags a ON a.run_id = r.run_id AND a.key = %s AND a.value = %s
@@ -47,12 +59,12 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
         GROUP BY r.run_id, r.pipeline_name, r.status, r.create_timestamp, r.id
         ORDER BY r.create_timestamp, r.id
         """,
-        (APP_RUN_TAG, app_run_id),
+        ('%"Failed to retry run"%', RELAUNCHED_TAG, APP_RUN_TAG, app_run_id),
     ).fetchall()
     return [
         DagsterRun(run_id=r[0], job_name=r[1], status=r[2], parent_run_id=r[3], root_run_id=r[4],
                    retry_number=int(r[5] or 0),
-                   will_retry=None if r[6] is None else r[6] == "true", created_at=float(r[7]))
+                   will_retry=None if r[6] is None else r[6] == "true", retry_launch_failed=bool(r[7]), created_at=float(r[8]))
         for r in rows
     ]
 

@@ -1,22 +1,32 @@
-"""Fail runs whose worker is provably gone, so the retry daemon resumes them from failure.
+"""Keep crashed runs moving: fail runs whose worker is provably gone, and relaunch retries that
+Dagster gave up on only because the code location was down.
 
-Dagster's DefaultRunLauncher cannot check a worker's health: when the run worker and the code
-server die together the run stays STARTED until ``max_runtime``. A run is reaped when its
-registered worker (pid + start ticks, ``app.run_workers``) is gone on this host, or when it has
-been STARTED for ``unregistered_grace_s`` without ever registering one.
+1. Dagster's DefaultRunLauncher cannot check a worker's health: when the run worker and the code
+   server die together the run stays STARTED until ``max_runtime``. A run is reaped when its
+   registered worker (pid + start ticks, ``app.run_workers``) is gone on this host, or when it has
+   been STARTED for ``unregistered_grace_s`` without ever registering one.
+2. When the retry daemon cannot launch a retry (the code server is restarting, say), it logs
+   "Failed to retry run", tags the run ``dagster/will_retry=false`` and never tries again. Such a
+   run failed for an infrastructure reason, not its own; it is re-executed from failure once the
+   code location answers again (once per run, marked by a tag).
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from datetime import UTC, datetime
 
 import psycopg
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from pipelines import workers
+from pipelines.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
+from pipelines.dagster_runs import RELAUNCHED_TAG
 
 UNREGISTERED_GRACE_S = 10.0
+RETRY_LAUNCH_FAILED = "Failed to retry run"
+RELAUNCH_WINDOW_S = 3600.0
 
 
 def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s: float) -> str | None:
@@ -49,3 +59,29 @@ def reap(instance: DagsterInstance, conn: psycopg.Connection, grace_s: float = U
         instance.report_run_failed(current, message=f"reaped: {reason}")
         reaped.append(run.run_id)
     return reaped
+
+
+def _retry_launch_failed(instance: DagsterInstance, run_id: str) -> bool:
+    events = instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+    return any(e.message == RETRY_LAUNCH_FAILED for e in events)
+
+
+def relaunch_abandoned_retries(instance: DagsterInstance, client: DagsterClient) -> list[str]:
+    """Re-execute from failure each recent run whose automatic retry could not be launched."""
+    relaunched = []
+    since = datetime.fromtimestamp(time.time() - RELAUNCH_WINDOW_S, tz=UTC)
+    candidates = instance.get_run_records(
+        RunsFilter(statuses=[DagsterRunStatus.FAILURE], tags={"dagster/will_retry": "false"}, updated_after=since))
+    for record in candidates:
+        run = record.dagster_run
+        if RELAUNCHED_TAG in run.tags or "dagster/auto_retry_run_id" in run.tags:
+            continue
+        if not _retry_launch_failed(instance, run.run_id):
+            continue
+        try:
+            new_run_id = client.reexecute_from_failure(run.run_id)
+        except (DagsterUnavailable, DagsterRejected):
+            continue  # the code location or webserver is still down: next tick
+        instance.add_run_tags(run.run_id, {RELAUNCHED_TAG: new_run_id})
+        relaunched.append(run.run_id)
+    return relaunched

@@ -156,15 +156,16 @@ _DAEMONS_QUERY = json.dumps(
 
 
 def reap_abandoned(settings: Settings) -> list[str]:
-    """Start-up reaper: fail runs whose worker died while the stack was down, at once, rather than
-    on the reaper sensor's first tick."""
+    """Start-up reaper: fail runs whose worker died while the stack was down, and relaunch retries
+    Dagster could not launch meanwhile, at once rather than on the reaper sensor's first tick."""
     from dagster import DagsterInstance
 
-    from pipelines.reaper import reap
+    from pipelines.dagster_client import DagsterClient
+    from pipelines.reaper import reap, relaunch_abandoned_retries
 
     os.environ.update(stack_env(settings))
     with DagsterInstance.get() as instance, psycopg.connect(db.app_url(settings), autocommit=True) as conn:
-        return reap(instance, conn)
+        return reap(instance, conn) + relaunch_abandoned_retries(instance, DagsterClient(settings.dagster_ui_url))
 
 
 def _ready(settings: Settings, name: str) -> bool:
@@ -217,7 +218,7 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
         time.sleep(0.2)
     reaped = reap_abandoned(settings)
     if reaped:
-        print(f"reaper      failed {len(reaped)} abandoned run(s) so they retry: {', '.join(reaped)}")
+        print(f"reaper      recovered {len(reaped)} abandoned run(s): {', '.join(reaped)}")
     print(f"stack up in {time.monotonic() - t0:.1f}s: API http://127.0.0.1:{settings.api_port}  "
           f"Dagster UI {settings.dagster_ui_url}")
 

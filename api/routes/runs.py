@@ -83,7 +83,7 @@ def resume_run(run_id: str, st: StateDep) -> JSONResponse:
     """Re-execute from failure: only the steps that did not finish run again, under the same app run id."""
     check_id(run_id, "run")
     run, group = _group(st, run_id)
-    if run.canceled_at or not group or group[-1].status != "FAILURE" or group[-1].will_retry is not False:
+    if run.canceled_at or not group or group[-1].status != "FAILURE" or group[-1].retry_pending:
         raise ApiError(409, "conflict", f"run {run_id} is not a failed run that can be resumed")
     try:
         st.dagster.reexecute_from_failure(group[-1].run_id)

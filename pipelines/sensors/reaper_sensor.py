@@ -1,8 +1,10 @@
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
-from pipelines.reaper import reap
+from pipelines.dagster_client import DagsterClient
+from pipelines.reaper import reap, relaunch_abandoned_retries
 from pipelines.resources.app_db import AppDatabase
+from pipelines.settings import load
 
 
 # 5 s is Dagster's floor for sensor ticks (MIN_INTERVAL_LOOP_TIME), whatever is asked for.
@@ -12,4 +14,9 @@ def run_reaper(context: SensorEvaluationContext, app_db: AppDatabase) -> SkipRea
         reaped = reap(context.instance, conn)
     for run_id in reaped:
         context.log.warning(f"reaped run {run_id}: its worker is gone; the retry daemon resumes it")
-    return SkipReason(f"reaped {len(reaped)} run(s): {', '.join(reaped)}" if reaped else "no abandoned runs")
+    relaunched = relaunch_abandoned_retries(context.instance, DagsterClient(load().dagster_ui_url))
+    for run_id in relaunched:
+        context.log.warning(f"re-executed run {run_id} from failure: Dagster could not launch its retry")
+    if not reaped and not relaunched:
+        return SkipReason("no abandoned runs")
+    return SkipReason(f"reaped {len(reaped)} run(s) {reaped}; relaunched {len(relaunched)} retry(s) {relaunched}")
