@@ -1,0 +1,104 @@
+"""Submit -> succeeded for intents through the HTTP API, per launcher, beside in-process execution.
+
+    python -m bench.intent_latency [--n 20]
+
+One run, same machine: boots the stack (own data dir and embedded PostgreSQL, ports 3350/4350/5350)
+with the warm launcher, then with Dagster's stock launcher, and times N sequential replay-mode runs
+of the demo intent from `POST /intents/{id}/run` to the RunView saying `succeeded` (long-poll).
+The baseline executes the same `intent_job` N times in process (`execute_in_process` against the
+same Postgres run storage): the floor a launcher can approach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import httpx
+from dagster import instance_for_test
+
+from pipelines import db
+from pipelines.definitions import defs
+from pipelines.launching import intent_run_config
+from pipelines.repo import new_id
+from pipelines.resources.app_db import AppDatabase
+from pipelines.settings import REPO_ROOT, load, sqlalchemy_psycopg2
+from scripts import stack
+
+DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def over_http(launcher: str, n: int) -> list[float]:
+    os.environ["HARNESS_RUN_LAUNCHER"] = launcher
+    settings = load()
+    stack.up(settings)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=60) as api:
+            intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+            samples = []
+            for _ in range(n + 1):  # the first run warms caches and is not counted
+                t0 = time.perf_counter()
+                run_id = api.post(f"/intents/{intent_id}/run", json={}).json()["runId"]
+                view = api.get(f"/runs/{run_id}").json()
+                while view["status"] not in ("succeeded", "failed", "canceled"):
+                    view = api.get(f"/runs/{run_id}", params={"wait": 25}).json()
+                if view["status"] != "succeeded":
+                    raise SystemExit(f"{launcher}: run {run_id} ended {view['status']}")
+                samples.append(time.perf_counter() - t0)
+        return samples[1:]
+    finally:
+        stack.down(settings, keep_db=True)
+
+
+def in_process(n: int) -> list[float]:
+    settings = load()
+    app_url = db.app_url(settings)
+    storage = {"postgres": {"postgres_url": sqlalchemy_psycopg2(db.dagster_url(settings))}}
+    job = defs.resolve_job_def("intent_job")
+    samples = []
+    with instance_for_test(overrides={"storage": storage}) as instance:
+        import psycopg
+
+        from pipelines import repo
+
+        for _ in range(n + 1):
+            with psycopg.connect(app_url, autocommit=True) as conn, conn.transaction():
+                intent_id, _ = repo.create_intent(conn, intent_id=new_id("int"), body=DEMO, idempotency_key=None)
+                run_id, _ = repo.create_run(conn, run_id=new_id("run"), intent_id=intent_id, trace_id=None,
+                                            options={"oc": {"mode": "replay", "seed": 0}}, idempotency_key=None)
+            t0 = time.perf_counter()
+            result = job.execute_in_process(run_config=intent_run_config(run_id), instance=instance,
+                                            tags={"app/run_id": run_id},
+                                            resources={"app_db": AppDatabase(url=app_url)})
+            assert result.success
+            samples.append(time.perf_counter() - t0)
+    return samples[1:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench.intent_latency")
+    parser.add_argument("--n", type=int, default=20)
+    args = parser.parse_args()
+    os.environ.setdefault("PORT", "3350")
+    os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / "bench-intent"))
+    rows = [(f"HTTP API, {name} launcher", over_http(name, args.n)) for name in ("warm", "stock")]
+    os.environ["APP_DATABASE_URL"] = db.app_url(load())
+    rows.append(("in-process execute_in_process (floor)", in_process(args.n)))
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.release()}, Python {platform.python_version()}; "
+          f"{args.n} sequential demo-intent runs each (replay OC, real bwrap sandbox)\n")
+    print("| path | p50 s | p90 s | min s | max s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, s in rows:
+        print(f"| {name} | {statistics.median(s):.3f} | {_pct(s, 90):.3f} | {min(s):.3f} | {max(s):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""The intent job in process: checkpoints make retries and re-executions skip committed work —
+the OC provider (a real HTTP server on loopback, requests counted there) is called once."""
+
+from typing import Any
+
+import psycopg
+import pytest
+from dagster import instance_for_test
+
+from pipelines import repo
+from pipelines.definitions import defs
+from pipelines.launching import intent_run_config
+from pipelines.oc.resource import OCResource
+from pipelines.settings import sqlalchemy_psycopg2
+from tests.conftest import TestDatabases
+from tests.oc_fake_server import ChatServer, ok
+
+PLAN = {"schemaVersion": "oc-output/1", "summary": "say hi",
+        "files": [{"path": "in.txt", "content": "hi\n"}],
+        "commands": [{"name": "cat", "run": "cat in.txt", "timeoutMs": 5000}]}
+
+
+class FlakySandbox:
+    """Fails the first job (an infrastructure error), then runs for real."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        from pipelines.sandbox.errors import SandboxError
+        from pipelines.sandbox.resource import SandboxResource
+
+        self.calls += 1
+        if self.calls == 1:
+            raise SandboxError("scripted: the sandbox host went away")
+        return SandboxResource().run(job)
+
+
+def _job():
+    return defs.resolve_job_def("intent_job")
+
+
+def _new_run(app_db_url: str, mode: str) -> str:
+    with psycopg.connect(app_db_url, autocommit=True) as conn, conn.transaction():
+        intent_id, _ = repo.create_intent(conn, intent_id=repo.new_id("int"), idempotency_key=None,
+                                          body={"goal": "hi", "inputs": {}, "constraints": {}, "connectors": []})
+        run_id, _ = repo.create_run(conn, run_id=repo.new_id("run"), intent_id=intent_id, trace_id="t-1",
+                                    options={"oc": {"mode": mode, "seed": 0}}, idempotency_key=None)
+    return run_id
+
+
+@pytest.fixture
+def provider():
+    with ChatServer([ok(PLAN)]) as server:
+        yield server
+
+
+def test_reexecution_after_oc_committed_does_not_call_the_provider_again(
+        provider: ChatServer, app_db_url: str, test_databases: TestDatabases, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", app_db_url)
+    run_id = _new_run(app_db_url, "live")
+    sandbox = FlakySandbox()
+    resources = {"sandbox": sandbox,
+                 "oc": OCResource(base_url=provider.base_url, model="fake-model", api_key="test-key", max_retries=0)}
+    storage = {"postgres": {"postgres_url": sqlalchemy_psycopg2(test_databases.dagster_url)}}
+    with instance_for_test(overrides={"storage": storage}) as instance:
+        first = _job().execute_in_process(run_config=intent_run_config(run_id), instance=instance,
+                                          tags={"app/run_id": run_id}, resources=resources, raise_on_error=False)
+        assert not first.success
+        assert len(provider.requests) == 1
+        # A second attempt of the whole job (what a daemon retry or an operator re-execution is).
+        second = _job().execute_in_process(run_config=intent_run_config(run_id), instance=instance,
+                                           tags={"app/run_id": run_id}, resources=resources)
+        assert second.success
+    assert len(provider.requests) == 1, "the OC provider was called again for a committed step"
+    with psycopg.connect(app_db_url) as conn:
+        steps = {s: (st, n) for s, st, n in conn.execute(
+            "SELECT step, status, attempts FROM app.run_steps WHERE run_id = %s", (run_id,)).fetchall()}
+        names = [r[0] for r in conn.execute("SELECT name FROM app.artifacts WHERE run_id = %s ORDER BY name",
+                                            (run_id,)).fetchall()]
+    assert steps == {"oc": ("succeeded", 1), "sandbox": ("succeeded", 2), "persist": ("succeeded", 1)}
+    assert names == ["plan.json", "result.json", "sandbox/cat/files/in.txt", "sandbox/cat/stdout"]
+
+
+def test_oc_failure_is_a_step_failure_that_writes_nothing(app_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", app_db_url)
+    run_id = _new_run(app_db_url, "replay")  # no fixture for this intent: replay refuses to invent one
+    result = _job().execute_in_process(run_config=intent_run_config(run_id), raise_on_error=False)
+    assert not result.success
+    with psycopg.connect(app_db_url) as conn:
+        oc = conn.execute("SELECT status, error FROM app.run_steps WHERE run_id = %s AND step = 'oc'",
+                          (run_id,)).fetchone()
+        artifacts = conn.execute("SELECT count(*) FROM app.artifacts WHERE run_id = %s", (run_id,)).fetchone()
+    assert oc[0] == "failed" and oc[1].startswith("fixture_missing")
+    assert artifacts == (0,)
