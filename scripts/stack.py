@@ -254,13 +254,23 @@ def down(settings: Settings, keep_db: bool = False) -> None:
         print(f"postgres    {'stopped pid ' + str(pid) if pid else 'not running'}")
 
 
-def kill(settings: Settings, names: list[str], sig: signal.Signals) -> None:
-    """Signal each component's whole process group at once (a crash, not a shutdown)."""
+def kill(settings: Settings, names: list[str], sig: signal.Signals, timeout_s: float = 10.0) -> None:
+    """Signal each component's whole process group at once (a crash, not a shutdown); for SIGKILL,
+    return only once each is gone, so a following ``up`` never mistakes a dying process for a live one."""
+    killed = []
     for name in names:
         pid = read_pid(settings, name)
         if pid is not None:
             _signal_group(pid, sig)
+            killed.append(name)
         print(f"{name:<11} {sig.name} -> {pid or 'not running'}")
+    if sig != signal.SIGKILL:
+        return
+    deadline = time.monotonic() + timeout_s
+    while any(read_pid(settings, name) is not None for name in killed):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still alive {timeout_s:.0f}s after SIGKILL: {killed}")
+        time.sleep(0.02)
 
 
 def status(settings: Settings) -> int:

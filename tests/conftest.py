@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -30,7 +29,7 @@ class TestDatabases:
 
     app_url: str
     dagster_url: str
-    data_dir: Path
+    embedded: bool  # False: DATABASE_URL's server, which the tests must not restart
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,7 +55,7 @@ def test_databases() -> TestDatabases:
     db.recreate_database(dagster_url)
     migrate.migrate(app_url)
     _create_dagster_storage(dagster_url)
-    return TestDatabases(app_url=app_url, dagster_url=dagster_url, data_dir=TEST_DATA_DIR)
+    return TestDatabases(app_url=app_url, dagster_url=dagster_url, embedded=not external)
 
 
 def _create_dagster_storage(url: str) -> None:

@@ -16,8 +16,10 @@ from dagster import (
     AssetMaterialization,
     Config,
     Failure,
+    In,
+    Nothing,
     OpExecutionContext,
-    Output,
+    Out,
     in_process_executor,
     job,
     op,
@@ -59,7 +61,16 @@ def _begin(context: OpExecutionContext, conn: psycopg.Connection, run: repo.Run,
     return attempt
 
 
-@op
+def _checkpoint(conn: psycopg.Connection, run_id: str, step: str) -> dict[str, Any]:
+    """An upstream step's committed output: ops pass data through Postgres, not Dagster's IO
+    manager (pickles under DAGSTER_HOME would tie a retry to the host that wrote them)."""
+    row = repo.steps(conn, run_id).get(step)
+    if row is None or row["status"] != "succeeded":
+        raise Failure(description=f"step {step} of {run_id} has no committed output", allow_retries=False)
+    return dict(row["output"])
+
+
+@op(out=Out(Nothing))
 def oc_plan(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDatabase,
             oc: OCProducer) -> Iterator[Any]:
     with app_db.connection() as conn:
@@ -87,12 +98,11 @@ def oc_plan(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDat
         "fixture_key": meta["fixtureKey"], "commands": len(output["plan"]["commands"]),
         "reused_checkpoint": attempt.done,
     })
-    yield Output(output)
 
 
 # Resources by key here: the sandbox test double is a plain object, not a ConfigurableResource.
-@op(required_resource_keys={"app_db", "sandbox"})
-def sandbox_run(context: OpExecutionContext, config: IntentRunConfig, planned: dict[str, Any]) -> Iterator[Any]:
+@op(required_resource_keys={"app_db", "sandbox"}, ins={"after_oc": In(Nothing)}, out=Out(Nothing))
+def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterator[Any]:
     app_db: AppDatabase = context.resources.app_db
     sandbox = context.resources.sandbox
     with app_db.connection() as conn:
@@ -100,7 +110,7 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig, planned: d
         attempt = _begin(context, conn, run, "sandbox")
         output = attempt.output
         if output is None:
-            plan = planned["plan"]
+            plan = _checkpoint(conn, run.run_id, "oc")["plan"]
             results = []
             for command in plan["commands"]:
                 job_spec = {"command": command["run"], "files": plan["files"], "timeout_ms": command["timeoutMs"],
@@ -133,17 +143,17 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig, planned: d
         "file_count": sum(len(r["result"]["files"]) for r in results),
         "reused_checkpoint": attempt.done,
     })
-    yield Output(output)
 
 
-@op
-def persist(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDatabase,
-            planned: dict[str, Any], executed: dict[str, Any]) -> Iterator[Any]:
+@op(ins={"after_sandbox": In(Nothing)}, out=Out(Nothing))
+def persist(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDatabase) -> Iterator[Any]:
     with app_db.connection() as conn:
         run, _ = _load(conn, config.run_id)
         attempt = _begin(context, conn, run, "persist")
         output = attempt.output
         if output is None:
+            planned = _checkpoint(conn, run.run_id, "oc")
+            executed = _checkpoint(conn, run.run_id, "sandbox")
             summary = {
                 "runId": run.run_id, "intentId": run.intent_id, "traceId": run.trace_id,
                 "plan": planned["plan"]["summary"], "oc": planned["meta"],
@@ -163,10 +173,8 @@ def persist(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDat
         **_ids(run), "artifacts": artifact_count, "result_sha256": output["sha256"],
         "reused_checkpoint": attempt.done,
     })
-    yield Output(output)
 
 
 @job(executor_def=in_process_executor, tags=RETRY_TAGS)
 def intent_job() -> None:
-    planned = oc_plan()
-    persist(planned, sandbox_run(planned))
+    persist(sandbox_run(oc_plan()))

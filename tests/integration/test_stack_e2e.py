@@ -10,7 +10,6 @@ import httpx
 import psycopg
 import pytest
 
-from pipelines import localdb
 from pipelines.dagster_client import DagsterClient
 from pipelines.launching import crashdemo_run_config
 from pipelines.settings import Settings, load
@@ -134,8 +133,6 @@ def test_outbox_reconciler_launches_what_the_api_could_not_and_cancel_holds(
 def assert_proof_holds(running_stack: Settings, mode: str, point: str) -> None:
     restart = None
     if mode == "postgres":
-        if not localdb.running(dataclasses.replace(running_stack, data_dir=TEST_DATA_DIR)):
-            pytest.skip("MODE=postgres restarts the embedded test server; DATABASE_URL points elsewhere")
         restart = lambda: proof.restart_postgres(dataclasses.replace(running_stack, data_dir=TEST_DATA_DIR))  # noqa: E731
     result = proof.prove(running_stack, mode, point, postgres_restart=restart)
     assert result.held, result.problems
@@ -144,10 +141,37 @@ def assert_proof_holds(running_stack: Settings, mode: str, point: str) -> None:
     assert result.group[-1].root_run_id == result.group[0].run_id
 
 
+def test_legacy_proof_routes(api: httpx.Client) -> None:
+    started = api.post("/crashdemo", params={"wf": "wf-legacy-route"})
+    assert started.status_code == 202 and started.json()["wf"] == "wf-legacy-route"
+    assert api.post("/crashdemo", params={"wf": "wf-legacy-route"}).status_code == 409
+    proof.poll("both marks", lambda: api.get("/marks", params={"wf": "wf-legacy-route"}).json()["marks"]
+               == {"s1": 1, "s2": 1}, 60, 0.2)
+
+
+def test_resume_re_executes_a_failed_run_from_failure(api: httpx.Client) -> None:
+    intent_id = api.post("/intents", json={**DEMO, "goal": "no fixture for this one"}).json()["intentId"]
+    run_id = api.post(f"/intents/{intent_id}/run", json={"oc": {"mode": "replay", "seed": 7}}).json()["runId"]
+    failed = _wait_final(api, run_id, 150)  # replay never invents a plan: every retry fails too
+    assert failed["status"] == "failed" and len(failed["dagsterRuns"]) == 4
+    assert failed["steps"][0] == {"name": "oc", "status": "failed", "attempts": 4}
+    assert api.post(f"/runs/{run_id}/resume").json() == {"runId": run_id}
+    proof.poll("the resumed run to finish", lambda: len((v := api.get(f"/runs/{run_id}").json())["dagsterRuns"]) == 5
+               and v["status"] == "failed", 90, 0.5)
+    view = api.get(f"/runs/{run_id}").json()
+    assert view["dagsterRuns"][-1]["parentRunId"] == failed["dagsterRuns"][-1]["runId"]
+    assert view["steps"][0]["attempts"] == 5
+    assert api.post(f"/runs/{run_id}/cancel").status_code == 202  # a failed run can still be marked canceled
+    assert api.get(f"/runs/{run_id}").json()["status"] == "canceled"
+
+
 # Last in the module: MODE=postgres restarts the server under everything else.
 @pytest.mark.parametrize(("mode", "point"), [
     ("worker", "s2_before_commit"), ("worker", "s2_after_commit"), ("pool", "s2_before_commit"),
     ("server", "s2_after_commit"), ("stack", "s2_before_commit"), ("postgres", "s2_before_commit"),
 ])
-def test_sigkill_and_restart_settle_exactly_once(running_stack: Settings, mode: str, point: str) -> None:
+def test_sigkill_and_restart_settle_exactly_once(running_stack: Settings, test_databases: TestDatabases,
+                                                 mode: str, point: str) -> None:
+    if mode == "postgres" and not test_databases.embedded:
+        pytest.skip("MODE=postgres restarts the suite's own embedded server; it never restarts DATABASE_URL's")
     assert_proof_holds(running_stack, mode, point)
