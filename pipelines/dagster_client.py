@@ -60,7 +60,15 @@ mutation Terminate($runId: String!) {
 
 
 class DagsterUnavailable(RuntimeError):
-    """The webserver did not answer; the caller's outbox row stays for the reconciler."""
+    """The webserver did not answer; the caller's outbox row stays for the reconciler.
+
+    ``status`` is the HTTP status when it answered with an error (the request was refused before
+    any run was created), None when it did not answer at all (the request may have gone through).
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class DagsterRejected(RuntimeError):
@@ -82,7 +90,7 @@ class DagsterClient:
         except httpx.HTTPError as exc:
             raise DagsterUnavailable(f"Dagster webserver at {self.base_url}: {exc}") from exc
         if resp.status_code != 200:
-            raise DagsterUnavailable(f"Dagster webserver answered HTTP {resp.status_code}")
+            raise DagsterUnavailable(f"Dagster webserver answered HTTP {resp.status_code}", resp.status_code)
         body = resp.json()
         if body.get("errors"):
             raise DagsterRejected("; ".join(e.get("message", "?") for e in body["errors"]))

@@ -97,11 +97,12 @@ def launch(settings: Settings, app_url: str, wf_id: str, point: str, pause_s: fl
     client = DagsterClient(settings.dagster_ui_url)
     # After a Postgres restart the webserver's pooled connections are stale and its first
     # requests answer HTTP 500 before any run is created; a short bounded retry rides that out.
+    # A timeout is not retried: that launch may have gone through.
     for attempt in range(5):
         try:
             return client.launch("crashdemo", crashdemo_run_config(wf_id, point, pause_s), {"app/run_id": wf_id})
-        except DagsterUnavailable:
-            if attempt == 4:
+        except DagsterUnavailable as exc:
+            if exc.status is None or attempt == 4:
                 raise
             time.sleep(1)
     raise AssertionError("unreachable")

@@ -168,6 +168,14 @@ def reap_abandoned(settings: Settings) -> list[str]:
         return reap(instance, conn) + relaunch_abandoned_retries(instance, DagsterClient(settings.dagster_ui_url))
 
 
+def _port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _ready(settings: Settings, name: str) -> bool:
     if name == "pool":
         return ping(str(settings.pool_socket))
@@ -199,8 +207,13 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
         print(f"migrations  applied {', '.join(applied)}")
     env = stack_env(settings)
     comps = components(settings)
+    ports = {"codeserver": settings.dagster_grpc_port, "webserver": settings.dagster_ui_port, "api": settings.api_port}
     for comp in comps:
         running = read_pid(settings, comp.name)
+        # Readiness is checked over the port: a stranger already answering there would pass it.
+        if running is None and comp.name in ports and _port_taken(ports[comp.name]):
+            raise SystemExit(f"port {ports[comp.name]} for {comp.name} is taken by a process this stack did not "
+                             f"start (another stack? see `status` with its HARNESS_DATA_DIR, or set PORT)")
         if running is None:
             print(f"{comp.name:<11} started pid {_start(settings, comp, env)}")
         else:

@@ -17,6 +17,7 @@ from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
 
 router = APIRouter(tags=["runs"])
 MAX_WAIT_S = 30.0
+POLL_S = 0.05  # a long-poll re-reads the rows this often: a few indexed queries each
 _FINAL = {"succeeded", "failed", "canceled"}
 
 
@@ -40,7 +41,7 @@ def get_run(run_id: str, st: StateDep,
     deadline = time.monotonic() + (wait or 0)
     first = view["status"]
     while view["status"] == first and first not in _FINAL and time.monotonic() < deadline:
-        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
         view = _view(st, run_id)
     return respond("run-view", view)
 
