@@ -168,12 +168,18 @@ def reap_abandoned(settings: Settings) -> list[str]:
         return reap(instance, conn) + relaunch_abandoned_retries(instance, DagsterClient(settings.dagster_ui_url))
 
 
-def _port_taken(port: int) -> bool:
+def _port_frees(port: int, within_s: float) -> bool:
     import socket
 
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    deadline = time.monotonic() + within_s
+    while True:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _ready(settings: Settings, name: str) -> bool:
@@ -211,7 +217,8 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
     for comp in comps:
         running = read_pid(settings, comp.name)
         # Readiness is checked over the port: a stranger already answering there would pass it.
-        if running is None and comp.name in ports and _port_taken(ports[comp.name]):
+        # (A just-killed part's children may hold it for a moment: wait that out first.)
+        if running is None and comp.name in ports and not _port_frees(ports[comp.name], 15.0):
             raise SystemExit(f"port {ports[comp.name]} for {comp.name} is taken by a process this stack did not "
                              f"start (another stack? see `status` with its HARNESS_DATA_DIR, or set PORT)")
         if running is None:
