@@ -105,6 +105,7 @@ class Result:
     cap: int
     cpu_per_run_s: float
     idle_pct: float
+    failed: int
 
 
 def _status(dagster_url: str, run_id: str) -> str | None:
@@ -151,15 +152,15 @@ def bench_stack(trial: TrialStack, name: str, cap: int, seq_n: int, burst_n: int
         time.sleep(0.05)
     burst_s = time.monotonic() - t0
     cpu_per_run = (stack_cpu_s(trial, postmaster) - cpu0) / burst_n
+    # A burst can overrun run monitoring's start timeout (each stock run boots a process): count
+    # those instead of hiding them; their daemon retries are not waited for.
     failed = [r for r in run_ids if _status(trial.dagster_url, r) != "SUCCESS"]
-    if failed:
-        raise SystemExit(f"{name}: {len(failed)} burst runs did not succeed, e.g. {failed[0]}")
 
     time.sleep(3)  # let the burst's stragglers (event consumers, reaped workers) finish
     idle0 = stack_cpu_s(trial, postmaster)
     time.sleep(idle_s)
     idle_pct = 100 * (stack_cpu_s(trial, postmaster) - idle0) / idle_s
-    return Result(name, seq, burst_n, burst_s, peak, cap, cpu_per_run, idle_pct)
+    return Result(name, seq, burst_n, burst_s, peak, cap, cpu_per_run, idle_pct, len(failed))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r.name} | {statistics.median(r.seq):.3f} | {_pct(r.seq, 0.9):.3f} | {min(r.seq):.3f} | "
               f"{max(r.seq):.3f} |")
     print(f"\n### {args.burst} submitted at once\n")
-    print("| launcher | runs/s | wall s | peak executing | cap | stack CPU-s/run | idle stack CPU % of one core |")
-    print("|---|---|---|---|---|---|---|")
+    print("| launcher | succeeded | runs/s | wall s | peak executing | cap | stack CPU-s/run |"
+          " idle stack CPU % of one core |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r.name} | {r.burst_n / r.burst_s:.2f} | {r.burst_s:.1f} | {r.max_concurrent} | {r.cap} | "
-              f"{r.cpu_per_run_s:.2f} | {r.idle_pct:.1f} ({args.idle:.0f} s) |")
+        print(f"| {r.name} | {r.burst_n - r.failed}/{r.burst_n} | {r.burst_n / r.burst_s:.2f} | {r.burst_s:.1f} | "
+              f"{r.max_concurrent} | {r.cap} | {r.cpu_per_run_s:.2f} | {r.idle_pct:.1f} ({args.idle:.0f} s) |")
     load1, load5, _ = os.getloadavg()
     print(f"\nmachine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, "
           f"dagster {dagster.__version__}, load avg {load1:.2f}/{load5:.2f} at the end (shared machine)")

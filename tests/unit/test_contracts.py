@@ -51,3 +51,9 @@ def test_bad_fixture_is_rejected_with_pointer(name: str, path: Path) -> None:
 def test_unknown_contract_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="known"):
         contracts.schema("no-such-contract")
+
+
+def test_date_time_format_is_checked() -> None:
+    # Format checking needs rfc3339-validator installed; without it jsonschema passes any string.
+    found = contracts.violations("run-view", {"createdAt": "yesterday"})
+    assert any(v.pointer == "/createdAt" and "date-time" in v.message for v in found)
