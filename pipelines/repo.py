@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -45,32 +46,41 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request."""
 
 
+def _insert_once(conn: psycopg.Connection, *, table: str, id_column: str, insert: str, params: tuple[Any, ...],
+                 idempotency_key: str | None, digest: str) -> tuple[str, bool]:
+    """Run ``insert`` (ON CONFLICT (idempotency_key) DO NOTHING RETURNING <id>); when the key was used
+    before, return that row's id if it was for the same request, else raise IdempotencyConflict.
+
+    Returns (id, created).
+    """
+    row = conn.execute(insert, params).fetchone()
+    if row:
+        return row[0], True
+    query = sql.SQL("SELECT {}, request_sha256 FROM {} WHERE idempotency_key = %s").format(
+        sql.Identifier(id_column), sql.Identifier("app", table))
+    existing = conn.execute(query, (idempotency_key,)).fetchone()
+    assert existing is not None
+    if existing[1] != digest:
+        raise IdempotencyConflict(idempotency_key)
+    return existing[0], False
+
+
 def create_intent(conn: psycopg.Connection, *, intent_id: str, body: dict[str, Any],
                   idempotency_key: str | None) -> tuple[str, bool]:
-    """Insert the intent; with a key already used for the same body, return that intent instead.
-
-    Returns (intent_id, created).
-    """
+    """Insert the intent, or return the one an earlier identical request with this key created."""
     digest = sha256(canonical_json(body))
-    row = conn.execute(
-        """
+    return _insert_once(
+        conn, table="intents", id_column="intent_id", idempotency_key=idempotency_key, digest=digest,
+        insert="""
         INSERT INTO app.intents (intent_id, goal, inputs, constraints, connectors, idempotency_key,
                                  request_sha256, created_at)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING intent_id
         """,
-        (intent_id, body["goal"], Jsonb(body["inputs"]), Jsonb(body["constraints"]), Jsonb(body["connectors"]),
-         idempotency_key, digest, clock.now()),
-    ).fetchone()
-    if row:
-        return row[0], True
-    existing = conn.execute("SELECT intent_id, request_sha256 FROM app.intents WHERE idempotency_key = %s",
-                            (idempotency_key,)).fetchone()
-    assert existing is not None
-    if existing[1] != digest:
-        raise IdempotencyConflict(idempotency_key)
-    return existing[0], False
+        params=(intent_id, body["goal"], Jsonb(body["inputs"]), Jsonb(body["constraints"]),
+                Jsonb(body["connectors"]), idempotency_key, digest, clock.now()),
+    )
 
 
 def get_intent(conn: psycopg.Connection, intent_id: str) -> dict[str, Any] | None:
@@ -84,23 +94,16 @@ def get_intent(conn: psycopg.Connection, intent_id: str) -> dict[str, Any] | Non
 def create_run(conn: psycopg.Connection, *, run_id: str, intent_id: str, trace_id: str | None,
                options: dict[str, Any], idempotency_key: str | None) -> tuple[str, bool]:
     digest = sha256(canonical_json({"intentId": intent_id, "traceId": trace_id, "options": options}))
-    row = conn.execute(
-        """
+    return _insert_once(
+        conn, table="runs", id_column="run_id", idempotency_key=idempotency_key, digest=digest,
+        insert="""
         INSERT INTO app.runs (run_id, intent_id, trace_id, options, idempotency_key, request_sha256, created_at)
         VALUES (%s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING run_id
         """,
-        (run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, clock.now()),
-    ).fetchone()
-    if row:
-        return row[0], True
-    existing = conn.execute("SELECT run_id, request_sha256 FROM app.runs WHERE idempotency_key = %s",
-                            (idempotency_key,)).fetchone()
-    assert existing is not None
-    if existing[1] != digest:
-        raise IdempotencyConflict(idempotency_key)
-    return existing[0], False
+        params=(run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, clock.now()),
+    )
 
 
 def get_run(conn: psycopg.Connection, run_id: str, *, for_update: bool = False) -> Run | None:
