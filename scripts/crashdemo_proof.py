@@ -32,6 +32,7 @@ import psycopg
 from pipelines import dagster_runs, db, localdb, workers
 from pipelines.dagster_client import DagsterClient, DagsterUnavailable
 from pipelines.launching import crashdemo_run_config
+from pipelines.polling import Timeout, poll
 from pipelines.settings import REPO_ROOT, Settings, load
 from scripts import stack
 
@@ -62,14 +63,6 @@ class ProofResult:
     @property
     def held(self) -> bool:
         return not self.problems
-
-
-def poll(what: str, check: Callable[[], bool], deadline_s: float, interval_s: float = 0.1) -> None:
-    end = time.monotonic() + deadline_s
-    while not check():
-        if time.monotonic() > end:
-            raise ProofFailed(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def marks(app_url: str, wf_id: str) -> dict[str, int]:
@@ -174,7 +167,7 @@ def prove(settings: Settings, mode: str, point: str, *,
     problems: list[str] = []
     try:
         poll("the run group to settle with {s1:1, s2:1}", settled, DEADLINE_S, 0.2)
-    except ProofFailed as exc:
+    except Timeout as exc:
         problems.append(str(exc))
     done = time.monotonic()
     result = ProofResult(wf_id, mode, point, marks(app_url, wf_id), group(dagster_url, wf_id), done - back,

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import yaml
 
 from pipelines import workers
 from pipelines.launcher.protocol import ping
+from pipelines.polling import poll as wait_for
 from pipelines.settings import REPO_ROOT, Settings, load
 
 WARM_LAUNCHER: dict[str, Any] = {
@@ -67,14 +67,6 @@ def instance_yaml(launcher: dict[str, Any], coordinator: dict[str, Any] | None =
     if monitoring:
         config["run_monitoring"] = {**config["run_monitoring"], **monitoring}
     return yaml.safe_dump(config, sort_keys=False)
-
-
-def wait_for(what: str, check: Callable[[], bool], deadline_s: float, interval_s: float = 0.05) -> None:
-    end = time.monotonic() + deadline_s
-    while not check():
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 @dataclass
