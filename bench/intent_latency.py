@@ -20,7 +20,7 @@ import time
 import httpx
 from dagster import instance_for_test
 
-from pipelines import db
+from pipelines import db, localdb
 from pipelines.definitions import defs
 from pipelines.launching import intent_run_config
 from pipelines.repo import new_id
@@ -88,9 +88,13 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("PORT", "3350")
     os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / "bench-intent"))
-    rows = [(f"HTTP API, {name} launcher", over_http(name, args.n)) for name in ("warm", "stock")]
-    os.environ["APP_DATABASE_URL"] = db.app_url(load())
-    rows.append(("in-process execute_in_process (floor)", in_process(args.n)))
+    try:
+        rows = [(f"HTTP API, {name} launcher", over_http(name, args.n)) for name in ("warm", "stock")]
+        os.environ["APP_DATABASE_URL"] = db.app_url(load())
+        rows.append(("in-process execute_in_process (floor)", in_process(args.n)))
+    finally:
+        if load().embedded:
+            localdb.down(load())  # the bench's own server: leave nothing running
     print(f"\nmachine: {os.cpu_count()} cores, {platform.release()}, Python {platform.python_version()}; "
           f"{args.n} sequential demo-intent runs each (replay OC, real bwrap sandbox)\n")
     print("| path | p50 s | p90 s | min s | max s |")
