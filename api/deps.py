@@ -1,13 +1,12 @@
-"""Request dependencies: database connections, the Dagster client, the write-route guard."""
+"""Request dependencies: the app state (database pools, the Dagster client) and the write-route guard."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
@@ -31,22 +30,6 @@ def state(request: Request) -> AppState:
     return harness
 
 
-def app_conn(request: Request) -> Iterator[psycopg.Connection]:
-    try:
-        with state(request).app_pool.connection(timeout=5) as conn:
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise ApiError(503, "unavailable", "the app database is unavailable") from exc
-
-
-def dagster_conn(request: Request) -> Iterator[psycopg.Connection]:
-    try:
-        with state(request).dagster_pool.connection(timeout=5) as conn:
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise ApiError(503, "unavailable", "the Dagster storage database is unavailable") from exc
-
-
 def require_token(request: Request) -> None:
     """With API_TOKEN set, every write route needs ``Authorization: Bearer <token>``."""
     token = state(request).settings.api_token
@@ -59,6 +42,4 @@ def require_token(request: Request) -> None:
 
 
 StateDep = Annotated[AppState, Depends(state)]
-AppConn = Annotated[psycopg.Connection, Depends(app_conn)]
-DagsterConn = Annotated[psycopg.Connection, Depends(dagster_conn)]
 WriteGuard = Depends(require_token)

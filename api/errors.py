@@ -10,9 +10,11 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts import Violation
@@ -67,6 +69,11 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         try:
             return await call_next(request)
+        except (psycopg.OperationalError, PoolTimeout):
+            # The database is down or saturated: the client may retry; nothing was half-written
+            # (every write is one transaction).
+            log.warning("database unavailable on %s %s", request.method, request.url.path, exc_info=True)
+            return JSONResponse(envelope("unavailable", "a database is unavailable; retry later"), status_code=503)
         except Exception:
             error_id = f"err_{secrets.token_hex(8)}"
             log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)

@@ -426,3 +426,19 @@ def test_openapi_lists_every_route_with_contract_schemas(api: ServedApp, client:
     assert doc["paths"]["/intents/{intent_id}/run"]["post"]["requestBody"]["content"]["application/json"][
         "schema"] == {"$ref": "#/components/schemas/RunCreate"}
 
+
+
+def test_database_outage_is_a_503_envelope(api: ServedApp) -> None:
+    from psycopg_pool import ConnectionPool
+
+    down = ConnectionPool("postgresql://nobody@127.0.0.1:1/none", min_size=0, max_size=1, open=True, timeout=1,
+                          kwargs={"connect_timeout": 1})
+    real = api.state.app_pool
+    api.state.app_pool = down
+    try:
+        resp = httpx.get(f"{api.base_url}/runs/run_{'0' * 32}", timeout=20)
+    finally:
+        api.state.app_pool = real
+        down.close()
+    err = checked(resp, 503)["error"]
+    assert (err["code"], err["details"]) == ("unavailable", [])

@@ -6,21 +6,14 @@ import json
 import shlex
 import socket
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pipelines.oc import DEFAULT_FIXTURES_DIR, FixtureMissing, OCError, ProviderConfig, fixture_key, run_oc
 from pipelines.oc.fixture_store import Fixture, fixture_path, write_fixture
 from pipelines.oc.result import ProviderMeta, Usage
+from tests.oc_samples import DEMO, PLAN
 
-DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
-PLAN: dict[str, Any] = {
-    "schemaVersion": "oc-output/1",
-    "summary": "Say hello.",
-    "files": [],
-    "commands": [{"name": "hello", "run": "echo hello", "timeoutMs": 1000}],
-}
 META = ProviderMeta("openai-compatible", "api.example.test", "m-1", "req_1", 420, Usage(1, 2, 3), "stop")
 
 

@@ -11,14 +11,7 @@ from dagster import EnvVar, job, op
 from pipelines.oc import OCError, ProviderConfig, fixture_key
 from pipelines.oc.provider import _backoff_s
 from pipelines.oc.resource import OCResource, ScriptedOC
-
-DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
-PLAN: dict[str, Any] = {
-    "schemaVersion": "oc-output/1",
-    "summary": "Say hello.",
-    "files": [],
-    "commands": [{"name": "hello", "run": "echo hello", "timeoutMs": 1000}],
-}
+from tests.oc_samples import DEMO, PLAN
 
 
 def test_oc_resource_replays_by_default() -> None:
