@@ -99,7 +99,7 @@ def components(settings: Settings) -> list[Component]:
             [str(BIN / "dagster"), "code-server", "start", "-m", "pipelines.definitions", "-a", "defs",
              "-h", "127.0.0.1", "-p", str(settings.dagster_grpc_port), "--location-name", "harness"],
         ),
-        Component("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
+        Component("daemon", [sys.executable, "-m", "scripts.daemon", "-w", workspace]),
         Component(
             "webserver",
             [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(settings.dagster_ui_port)],

@@ -24,7 +24,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRun, Field, IntSource, StringSource
 
 from pipelines import workers
-from pipelines.launcher.dagster_internals import (
+from pipelines.dagster_internals import (
     CheckRunHealthResult,
     ConfigurableClass,
     ConfigurableClassData,

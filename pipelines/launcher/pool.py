@@ -42,7 +42,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRunStatus
 
 from pipelines import workers
-from pipelines.launcher.dagster_internals import capture_interrupts, execute_run_body
+from pipelines.dagster_internals import capture_interrupts, execute_run_body
 from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, ping, read_line, worker_of
 from pipelines.launcher.version import code_version
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.dagster_internals import DagsterLaunchFailedError, LaunchRunContext
 from pipelines.launcher import pool as pool_mod
-from pipelines.launcher.dagster_internals import DagsterLaunchFailedError, LaunchRunContext
 from pipelines.launcher.launcher import WarmPoolRunLauncher
 from pipelines.launcher.protocol import read_line, worker_of
 from pipelines.launcher.version import code_version

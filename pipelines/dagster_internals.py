@@ -1,8 +1,10 @@
-"""Every private Dagster name the warm launcher uses, imported here and nowhere else.
+"""Every private Dagster name the harness uses, imported here and nowhere else.
 
-Pinned: dagster 1.13.27 (``PINNED_DAGSTER``). ``tests/unit/test_launcher_internals.py`` fails
+Pinned: dagster 1.13.27 (``PINNED_DAGSTER``). ``tests/unit/test_dagster_internals.py`` fails
 loudly when an upgrade moves, renames or re-signatures any of them; re-check each one against the
 new version before bumping the pin.
+
+Warm run launcher (``pipelines/launcher``):
 
 - ``RunLauncher``, ``LaunchRunContext``, ``CheckRunHealthResult``, ``WorkerStatus``,
   ``ConfigurableClass``, ``ConfigurableClassData``, ``DagsterLaunchFailedError``: the documented
@@ -11,6 +13,12 @@ new version before bumping the pin.
   ``dagster api execute_run`` (what a stock run worker does after its imports).
 - ``capture_interrupts``: turns SIGINT into Dagster's cooperative run termination, as
   ``dagster api execute_run`` wraps its body.
+
+Daemon with pooled storage (``scripts/daemon.py``):
+
+- ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
+  does with the instance it opened, so the daemon can run on an instance whose storages were
+  switched to pooled connections first.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 from dagster._cli.api import _execute_run_command_body as execute_run_body
 from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._daemon.controller import daemon_controller_from_instance
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster._utils.interrupts import capture_interrupts
 
@@ -32,6 +42,8 @@ __all__ = [
     "LaunchRunContext",
     "RunLauncher",
     "WorkerStatus",
+    "WorkspaceFileTarget",
     "capture_interrupts",
+    "daemon_controller_from_instance",
     "execute_run_body",
 ]

@@ -4,13 +4,13 @@ import inspect
 
 import dagster
 
-from pipelines.launcher import dagster_internals as di
+from pipelines import dagster_internals as di
 
 
 def test_pinned_version_is_installed() -> None:
     assert dagster.__version__ == di.PINNED_DAGSTER, (
         f"dagster {dagster.__version__} installed but the launcher's internals are checked against "
-        f"{di.PINNED_DAGSTER}: re-verify pipelines/launcher/dagster_internals.py, then bump PINNED_DAGSTER"
+        f"{di.PINNED_DAGSTER}: re-verify pipelines.dagster_internals.py, then bump PINNED_DAGSTER"
     )
 
 
@@ -31,3 +31,15 @@ def test_launcher_extension_point() -> None:
     assert list(di.LaunchRunContext._fields)[:1] == ["dagster_run"]
     assert issubclass(di.DagsterLaunchFailedError, Exception)
     assert {"from_config_value", "config_type", "inst_data"} <= set(dir(di.ConfigurableClass))
+
+
+def test_daemon_controller_signature() -> None:
+    params = inspect.signature(di.daemon_controller_from_instance).parameters
+    assert list(params)[:2] == ["instance", "workspace_load_target"], list(params)
+    target = di.WorkspaceFileTarget(paths=["workspace.yaml"])
+    assert [o.location_name for o in target.create_origins()] == ["harness"]
+
+
+def test_optimize_for_webserver_signature() -> None:
+    params = list(inspect.signature(dagster.DagsterInstance.optimize_for_webserver).parameters)
+    assert params == ["self", "statement_timeout", "pool_recycle", "max_overflow"], params

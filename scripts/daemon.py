@@ -1,0 +1,45 @@
+"""Run Dagster's daemon, as ``dagster-daemon run -w WORKSPACE`` does, on pooled storage connections.
+
+    python -m scripts.daemon -w WORKSPACE
+
+dagster-postgres opens a new Postgres session for every query (NullPool). The daemon's idle loops
+(sensor and schedule ticks, run monitoring, the retry consumer, heartbeats) made ~11 new sessions
+a second here, the biggest share of the idle stack's CPU (Postgres forking a backend for each).
+dagster-webserver avoids that with ``DagsterInstance.optimize_for_webserver`` (one pooled
+connection per storage plus overflow); the daemon gets the same before its controller starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+# dagster-webserver's defaults for its own pooled instance (statement timeout in ms).
+DAEMON_DB = {"statement_timeout": 15000, "pool_recycle": 3600, "max_overflow": 20}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scripts.daemon", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-w", "--workspace", required=True, help="workspace.yaml naming the code location")
+    args = parser.parse_args(argv)
+
+    from dagster import DagsterInstance
+
+    from pipelines.dagster_internals import (
+        WorkspaceFileTarget,
+        capture_interrupts,
+        daemon_controller_from_instance,
+    )
+
+    try:
+        with capture_interrupts(), DagsterInstance.get() as instance:
+            instance.optimize_for_webserver(**DAEMON_DB)
+            target = WorkspaceFileTarget(paths=[args.workspace])
+            with daemon_controller_from_instance(instance, workspace_load_target=target) as controller:
+                controller.check_daemon_loop()
+    except KeyboardInterrupt:
+        pass  # SIGINT/SIGTERM from `mise run down`: the controller has shut its daemons down
+
+
+if __name__ == "__main__":
+    main()
