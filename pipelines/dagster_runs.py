@@ -12,6 +12,8 @@ import psycopg
 
 APP_RUN_TAG = "app/run_id"
 RELAUNCHED_TAG = "harness/relaunched_as"
+# The retry daemon's engine event when it cannot launch a retry (matched in the serialized event).
+RETRY_LAUNCH_FAILED_LIKE = '%"Failed to retry run"%'
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
         GROUP BY r.run_id, r.pipeline_name, r.status, r.create_timestamp, r.id
         ORDER BY r.create_timestamp, r.id
         """,
-        ('%"Failed to retry run"%', RELAUNCHED_TAG, APP_RUN_TAG, app_run_id),
+        (RETRY_LAUNCH_FAILED_LIKE, RELAUNCHED_TAG, APP_RUN_TAG, app_run_id),
     ).fetchall()
     return [
         DagsterRun(run_id=r[0], job_name=r[1], status=r[2], parent_run_id=r[3], root_run_id=r[4],
@@ -72,3 +74,30 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
 def status(conn: psycopg.Connection, dagster_run_id: str) -> str | None:
     row = conn.execute("SELECT status FROM runs WHERE run_id = %s", (dagster_run_id,)).fetchone()
     return row[0] if row else None
+
+
+def started_runs(conn: psycopg.Connection) -> list[tuple[str, float | None]]:
+    """(run id, start time as epoch seconds) of every STARTED run."""
+    rows = conn.execute("SELECT run_id, start_time FROM runs WHERE status = 'STARTED' ORDER BY id").fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def abandoned_retries(conn: psycopg.Connection, *, ended_after: float) -> list[str]:
+    """Failed runs, ended after ``ended_after`` (epoch seconds), whose retry the daemon tried and
+    could not launch (``dagster/will_retry=false`` plus its "Failed to retry run" event), neither
+    relaunched by the reaper nor retried since."""
+    rows = conn.execute(
+        """
+        SELECT r.run_id FROM runs r
+        WHERE r.status = 'FAILURE' AND (r.end_time IS NULL OR r.end_time > %s)
+          AND EXISTS (SELECT 1 FROM run_tags t
+                      WHERE t.run_id = r.run_id AND t.key = 'dagster/will_retry' AND t.value = 'false')
+          AND NOT EXISTS (SELECT 1 FROM run_tags t
+                          WHERE t.run_id = r.run_id AND t.key IN (%s, 'dagster/auto_retry_run_id'))
+          AND EXISTS (SELECT 1 FROM event_logs e
+                      WHERE e.run_id = r.run_id AND e.dagster_event_type = 'ENGINE_EVENT' AND e.event LIKE %s)
+        ORDER BY r.id
+        """,
+        (ended_after, RELAUNCHED_TAG, RETRY_LAUNCH_FAILED_LIKE),
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
 
 import psycopg
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus
 
-from pipelines import workers
+from pipelines import dagster_runs, workers
 from pipelines.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.dagster_runs import RELAUNCHED_TAG
 
 UNREGISTERED_GRACE_S = 10.0
-RETRY_LAUNCH_FAILED = "Failed to retry run"
 RELAUNCH_WINDOW_S = 3600.0
 
 
@@ -44,44 +43,35 @@ def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s:
     return f"run worker pid {pid} on {host} is gone"
 
 
-def reap(instance: DagsterInstance, conn: psycopg.Connection, grace_s: float = UNREGISTERED_GRACE_S) -> list[str]:
+def reap(dagster_conn: psycopg.Connection, app_conn: psycopg.Connection, instance: Callable[[], DagsterInstance],
+         grace_s: float = UNREGISTERED_GRACE_S) -> list[str]:
+    """Fail each STARTED run whose worker is gone. Candidates are read from Dagster's run table
+    directly; ``instance()`` is called only when there is one to fail (an idle sensor tick then
+    builds no DagsterInstance, which costs ~10 new Postgres sessions)."""
     reaped = []
-    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
-        run = record.dagster_run
-        reason = _gone(conn, run.run_id, record.start_time, grace_s)
+    for run_id, started in dagster_runs.started_runs(dagster_conn):
+        reason = _gone(app_conn, run_id, started, grace_s)
         if reason is None:
             continue
         # Re-read after the liveness check: a worker that finished wrote its final status
         # before exiting, so only a run still STARTED now was abandoned.
-        current = instance.get_run_by_id(run.run_id)
+        current = instance().get_run_by_id(run_id)
         if current is None or current.status != DagsterRunStatus.STARTED:
             continue
-        instance.report_run_failed(current, message=f"reaped: {reason}")
-        reaped.append(run.run_id)
+        instance().report_run_failed(current, message=f"reaped: {reason}")
+        reaped.append(run_id)
     return reaped
 
 
-def _retry_launch_failed(instance: DagsterInstance, run_id: str) -> bool:
-    events = instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
-    return any(e.message == RETRY_LAUNCH_FAILED for e in events)
-
-
-def relaunch_abandoned_retries(instance: DagsterInstance, client: DagsterClient) -> list[str]:
+def relaunch_abandoned_retries(dagster_conn: psycopg.Connection, instance: Callable[[], DagsterInstance],
+                               client: DagsterClient) -> list[str]:
     """Re-execute from failure each recent run whose automatic retry could not be launched."""
     relaunched = []
-    since = datetime.fromtimestamp(time.time() - RELAUNCH_WINDOW_S, tz=UTC)
-    candidates = instance.get_run_records(
-        RunsFilter(statuses=[DagsterRunStatus.FAILURE], tags={"dagster/will_retry": "false"}, updated_after=since))
-    for record in candidates:
-        run = record.dagster_run
-        if RELAUNCHED_TAG in run.tags or "dagster/auto_retry_run_id" in run.tags:
-            continue
-        if not _retry_launch_failed(instance, run.run_id):
-            continue
+    for run_id in dagster_runs.abandoned_retries(dagster_conn, ended_after=time.time() - RELAUNCH_WINDOW_S):
         try:
-            new_run_id = client.reexecute_from_failure(run.run_id)
+            new_run_id = client.reexecute_from_failure(run_id)
         except (DagsterUnavailable, DagsterRejected):
             continue  # the code location or webserver is still down: next tick
-        instance.add_run_tags(run.run_id, {RELAUNCHED_TAG: new_run_id})
-        relaunched.append(run.run_id)
+        instance().add_run_tags(run_id, {RELAUNCHED_TAG: new_run_id})
+        relaunched.append(run_id)
     return relaunched

@@ -164,8 +164,10 @@ def reap_abandoned(settings: Settings) -> list[str]:
     from pipelines.reaper import reap, relaunch_abandoned_retries
 
     os.environ.update(stack_env(settings))
-    with DagsterInstance.get() as instance, psycopg.connect(db.app_url(settings), autocommit=True) as conn:
-        return reap(instance, conn) + relaunch_abandoned_retries(instance, DagsterClient(settings.dagster_ui_url))
+    with DagsterInstance.get() as instance, psycopg.connect(db.app_url(settings), autocommit=True) as app, \
+            psycopg.connect(db.dagster_url(settings), autocommit=True) as runs:
+        return reap(runs, app, lambda: instance) + \
+            relaunch_abandoned_retries(runs, lambda: instance, DagsterClient(settings.dagster_ui_url))
 
 
 def _port_frees(port: int, within_s: float) -> bool:

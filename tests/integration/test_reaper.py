@@ -1,0 +1,122 @@
+"""The reaper against real run storage: it fails runs whose worker is gone, leaves live ones, lists
+retries Dagster could not launch, and builds no DagsterInstance when there is nothing to do."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    build_sensor_context,
+    instance_for_test,
+)
+
+from pipelines import dagster_runs, workers
+from pipelines.reaper import reap
+from pipelines.resources.app_db import AppDatabase
+from pipelines.resources.dagster_db import DagsterDatabase
+from pipelines.sensors.reaper_sensor import run_reaper
+from pipelines.settings import sqlalchemy_psycopg2
+from tests.conftest import TestDatabases
+
+
+@pytest.fixture
+def instance(test_databases: TestDatabases) -> Iterator[DagsterInstance]:
+    url = sqlalchemy_psycopg2(test_databases.dagster_url)
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as inst:
+        inst.wipe()
+        yield inst
+
+
+@pytest.fixture
+def runs_conn(test_databases: TestDatabases) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:
+        yield conn
+
+
+def _started_run(instance: DagsterInstance, runs_conn: psycopg.Connection, started_s_ago: float) -> str:
+    run_id = str(uuid.uuid4())
+    instance.add_run(DagsterRun(job_name="hello_job", run_id=run_id, status=DagsterRunStatus.STARTED))
+    runs_conn.execute("UPDATE runs SET start_time = %s WHERE run_id = %s", (time.time() - started_s_ago, run_id))
+    return run_id
+
+
+def _dead_worker(app_conn: psycopg.Connection, run_id: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = workers.start_ticks(proc.pid)
+    proc.wait()
+    app_conn.execute("INSERT INTO app.run_workers (dagster_run_id, hostname, pid, pid_start_ticks) "
+                     "VALUES (%s, %s, %s, %s)", (run_id, socket.gethostname(), proc.pid, ticks or 1))
+
+
+def _no_instance() -> DagsterInstance:
+    raise AssertionError("an idle reaper must not build a DagsterInstance")
+
+
+def test_idle_reaper_builds_no_instance(instance: DagsterInstance, runs_conn: psycopg.Connection,
+                                        app_conn: psycopg.Connection) -> None:
+    assert reap(runs_conn, app_conn, _no_instance) == []
+    assert dagster_runs.abandoned_retries(runs_conn, ended_after=0) == []
+
+
+def test_reaps_dead_and_unregistered_workers_only(instance: DagsterInstance, runs_conn: psycopg.Connection,
+                                                  app_conn: psycopg.Connection) -> None:
+    dead = _started_run(instance, runs_conn, 1)
+    _dead_worker(app_conn, dead)
+    live = _started_run(instance, runs_conn, 60)
+    workers.register(app_conn, live)
+    never_registered = _started_run(instance, runs_conn, 60)
+    just_started = _started_run(instance, runs_conn, 1)
+
+    assert sorted(reap(runs_conn, app_conn, lambda: instance, grace_s=10)) == sorted([dead, never_registered])
+    statuses = {r: instance.get_run_by_id(r).status for r in (dead, live, never_registered, just_started)}
+    assert statuses == {dead: DagsterRunStatus.FAILURE, live: DagsterRunStatus.STARTED,
+                        never_registered: DagsterRunStatus.FAILURE, just_started: DagsterRunStatus.STARTED}
+    assert "reaped: run worker pid" in _failure_message(instance, dead)
+
+
+def _failure_message(instance: DagsterInstance, run_id: str) -> str:
+    return next(e.message for e in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE))
+
+
+def _failed_retry(instance: DagsterInstance, launch_failed: bool, tags: dict[str, str] | None = None) -> str:
+    run_id = str(uuid.uuid4())
+    instance.add_run(DagsterRun(job_name="hello_job", run_id=run_id, status=DagsterRunStatus.NOT_STARTED))
+    instance.report_run_failed(instance.get_run_by_id(run_id), message="boom")
+    instance.add_run_tags(run_id, {"dagster/will_retry": "false", **(tags or {})})
+    if launch_failed:
+        instance.report_engine_event("Failed to retry run", instance.get_run_by_id(run_id))
+    return run_id
+
+
+def test_abandoned_retries_are_listed_once(instance: DagsterInstance, runs_conn: psycopg.Connection) -> None:
+    abandoned = _failed_retry(instance, launch_failed=True)
+    _failed_retry(instance, launch_failed=False)  # ran out of retries on its own account
+    _failed_retry(instance, launch_failed=True, tags={dagster_runs.RELAUNCHED_TAG: "x"})
+    _failed_retry(instance, launch_failed=True, tags={"dagster/auto_retry_run_id": "y"})
+    assert dagster_runs.abandoned_retries(runs_conn, ended_after=time.time() - 60) == [abandoned]
+    assert dagster_runs.abandoned_retries(runs_conn, ended_after=time.time() + 60) == []
+
+
+def test_sensor_tick_reaps(instance: DagsterInstance, runs_conn: psycopg.Connection, app_conn: psycopg.Connection,
+                           test_databases: TestDatabases) -> None:
+    dead = _started_run(instance, runs_conn, 60)
+    _dead_worker(app_conn, dead)
+    resources = {"app_db": AppDatabase(url=test_databases.app_url),
+                 "dagster_db": DagsterDatabase(url=test_databases.dagster_url)}
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        result = run_reaper(context)
+    assert f"reaped 1 run(s) ['{dead}']" in str(result.skip_message)
+    assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        assert run_reaper(context).skip_message == "no abandoned runs"
