@@ -12,7 +12,6 @@ from pipelines.jobs.intent import intent_job
 from pipelines.jobs.soak import crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
-from pipelines.resources.dagster_db import DagsterDatabase
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.outbox_sensor import intent_outbox
 from pipelines.sensors.reaper_sensor import run_reaper
@@ -30,7 +29,6 @@ defs = Definitions(
     sensors=[intent_outbox, run_reaper],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),
-        "dagster_db": DagsterDatabase(url=EnvVar("DAGSTER_DATABASE_URL")),
         # Replay (recorded fixtures) unless a run asks for record/live.
         "oc": OCResource(base_url=_optional_env("OC_BASE_URL"), model=_optional_env("OC_MODEL"),
                          api_key=_optional_env("OC_API_KEY")),

@@ -11,13 +11,13 @@ from pipelines import repo
 from pipelines.dagster_runs import APP_RUN_TAG
 from pipelines.jobs.intent import intent_job
 from pipelines.launching import LAUNCH_GRACE_S, intent_run_config, launch_tags
-from pipelines.resources.app_db import AppDatabase
+from pipelines.sensors.databases import app_connection
 
 
 @sensor(job=intent_job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
-def intent_outbox(context: SensorEvaluationContext, app_db: AppDatabase) -> list[RunRequest] | SkipReason:
+def intent_outbox(context: SensorEvaluationContext) -> list[RunRequest] | SkipReason:
     requests = []
-    with app_db.connection() as conn, conn.transaction():
+    with app_connection() as conn, conn.transaction():
         for run in repo.unlaunched_runs(conn, older_than_s=LAUNCH_GRACE_S):
             if context.instance.get_run_ids(RunsFilter(tags={APP_RUN_TAG: run.run_id}), limit=1):
                 repo.mark_launched(conn, run.run_id)

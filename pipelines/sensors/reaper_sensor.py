@@ -3,19 +3,18 @@ from dagster import DagsterInstance, DefaultSensorStatus, SensorEvaluationContex
 
 from pipelines.dagster_client import DagsterClient
 from pipelines.reaper import reap, relaunch_abandoned_retries
-from pipelines.resources.app_db import AppDatabase
-from pipelines.resources.dagster_db import DagsterDatabase
+from pipelines.sensors.databases import app_connection, dagster_connection
 from pipelines.settings import load
 
 
 # 5 s is Dagster's floor for sensor ticks (MIN_INTERVAL_LOOP_TIME), whatever is asked for.
 @sensor(minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
-def run_reaper(context: SensorEvaluationContext, app_db: AppDatabase, dagster_db: DagsterDatabase) -> SkipReason:
+def run_reaper(context: SensorEvaluationContext) -> SkipReason:
     def instance() -> DagsterInstance:  # built on first use only: most ticks find nothing to do
         return context.instance
 
-    with dagster_db.connection() as runs:
-        with app_db.connection() as app:
+    with dagster_connection() as runs:
+        with app_connection() as app:
             reaped = reap(runs, app, instance)
         for run_id in reaped:
             context.log.warning(f"reaped run {run_id}: its worker is gone; the retry daemon resumes it")

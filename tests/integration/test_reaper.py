@@ -23,8 +23,6 @@ from dagster import (
 
 from pipelines import dagster_runs, workers
 from pipelines.reaper import reap
-from pipelines.resources.app_db import AppDatabase
-from pipelines.resources.dagster_db import DagsterDatabase
 from pipelines.sensors.reaper_sensor import run_reaper
 from pipelines.settings import sqlalchemy_psycopg2
 from tests.conftest import TestDatabases
@@ -109,14 +107,20 @@ def test_abandoned_retries_are_listed_once(instance: DagsterInstance, runs_conn:
 
 
 def test_sensor_tick_reaps(instance: DagsterInstance, runs_conn: psycopg.Connection, app_conn: psycopg.Connection,
-                           test_databases: TestDatabases) -> None:
+                           test_databases: TestDatabases, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_DATABASE_URL", test_databases.app_url)
+    monkeypatch.setenv("DAGSTER_DATABASE_URL", test_databases.dagster_url)
     dead = _started_run(instance, runs_conn, 60)
     _dead_worker(app_conn, dead)
-    resources = {"app_db": AppDatabase(url=test_databases.app_url),
-                 "dagster_db": DagsterDatabase(url=test_databases.dagster_url)}
-    with build_sensor_context(instance=instance, resources=resources) as context:
-        result = run_reaper(context)
+    result = run_reaper(build_sensor_context(instance=instance))
     assert f"reaped 1 run(s) ['{dead}']" in str(result.skip_message)
     assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE
-    with build_sensor_context(instance=instance, resources=resources) as context:
-        assert run_reaper(context).skip_message == "no abandoned runs"
+    assert run_reaper(build_sensor_context(instance=instance)).skip_message == "no abandoned runs"
+
+
+def test_sensors_take_no_resources() -> None:
+    """With resources Dagster builds a DagsterInstance on every tick (pipelines/sensors/databases.py)."""
+    from pipelines.definitions import defs
+
+    for sensor in defs.sensors or []:
+        assert not sensor.required_resource_keys, sensor.name
