@@ -125,12 +125,18 @@ def read_pid(settings: Settings, name: str) -> int | None:
     return pid if workers.is_alive(pid, ticks) else None
 
 
+def component_env(env: dict[str, str], name: str) -> dict[str, str]:
+    """``env`` plus the Postgres application name (libpq's ``PGAPPNAME``) that tells this
+    component's sessions apart in ``pg_stat_activity`` and the server log."""
+    return {**env, "PGAPPNAME": f"harness-{name}"}
+
+
 def _start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.log_dir / f"{comp.name}.log", "ab")
     # Own session per component: stopping or killing it takes its children (run workers) too.
     proc = subprocess.Popen(
-        comp.argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        comp.argv, cwd=REPO_ROOT, env=component_env(env, comp.name), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     log.close()

@@ -186,6 +186,7 @@ class Pool:
             if os.read(gate_r, 2) != b"go":
                 os._exit(3)  # the pool died or failed to tag the run: do not run untracked
             os.close(gate_r)
+            os.environ["PGAPPNAME"] = "harness-run-worker"  # its sessions apart from the pool's own
             self.instance.optimize_for_webserver(**WORKER_DB)
             run = self.instance.get_run_by_id(run_id)
             stale = self._stale_snapshot(run)

@@ -158,9 +158,11 @@ class TrialStack:
 
     def _start(self, name: str, argv: list[str]) -> int:
         """Like scripts.stack's start (own session, PID file with start ticks), from the code snapshot."""
+        from scripts import stack
+
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.settings.log_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(argv, cwd=self.code_dir, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(argv, cwd=self.code_dir, env=stack.component_env(self.env, name), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         (self.settings.run_dir / f"{name}.pid").write_text(f"{proc.pid} {workers.start_ticks(proc.pid)}\n")
         return proc.pid
