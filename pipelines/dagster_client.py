@@ -71,6 +71,10 @@ class DagsterUnavailable(RuntimeError):
         self.status = status
 
 
+# Dagster's refusal to re-execute from failure a run whose steps all succeeded.
+NOTHING_TO_RETRY = "No steps needed to be retried"
+
+
 class DagsterRejected(RuntimeError):
     """The webserver answered with an error for this request."""
 
@@ -113,7 +117,19 @@ class DagsterClient:
         return self._run_id(self._post(_LAUNCH, {"params": params})["launchRun"])
 
     def reexecute_from_failure(self, parent_run_id: str) -> str:
-        params = {"parentRunId": parent_run_id, "strategy": "FROM_FAILURE"}
+        """Re-execute the steps that did not succeed. When every step had succeeded (the worker died
+        between the last step and the run's own success event), Dagster refuses a from-failure
+        re-execution, and so does its retry daemon, which would leave the run failed for good:
+        then every step runs again, each finds its committed checkpoint and redoes nothing."""
+        try:
+            return self._reexecute(parent_run_id, "FROM_FAILURE")
+        except DagsterRejected as exc:
+            if NOTHING_TO_RETRY not in str(exc):
+                raise
+        return self._reexecute(parent_run_id, "ALL_STEPS")
+
+    def _reexecute(self, parent_run_id: str, strategy: str) -> str:
+        params = {"parentRunId": parent_run_id, "strategy": strategy}
         return self._run_id(self._post(_REEXECUTE, {"params": params})["launchRunReexecution"])
 
     def terminate(self, run_id: str) -> None:

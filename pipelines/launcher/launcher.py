@@ -70,7 +70,8 @@ class WarmPoolRunLauncher(RunLauncher[DagsterInstance], ConfigurableClass):
         last = "no attempt"
         while True:
             try:
-                reply = request(self.socket_path, {"op": "launch", "run_id": run_id})
+                reply = request(self.socket_path, {"op": "launch", "run_id": run_id,
+                                                   "job_name": context.dagster_run.job_name})
             except PoolUnreachable as exc:
                 last = str(exc)
             else:

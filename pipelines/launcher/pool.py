@@ -1,11 +1,14 @@
 """The warm pool: a single-threaded zygote that forks one Dagster run worker per run.
 
 Importing dagster and the definitions costs a fresh run worker ~1.4 s; the pool pays it once,
-then per run: fork, tag the run with the child's (pid, start ticks), release the child through a
-pipe gate (a tag write racing the worker's own status writes can be lost: both rewrite
-``runs.run_body``), and the child runs the body of ``dagster api execute_run`` with pooled
-storage connections and ``os._exit``s. The parent reaps children and reports a run failed the
-moment its worker dies without finishing.
+then per run: fork; the child opens pooled storage connections, tags the run with its own (pid,
+start ticks) *before* any status write of the run (a tag write racing the run's status writes can
+be lost: both rewrite ``runs.run_body``), runs the body of ``dagster api execute_run`` and
+``os._exit``s. The parent reaps children and reports a run failed the moment its worker dies
+without finishing. On the happy path the parent does no database work per run: with the
+NullPool instance a fork-safe parent must keep, every query is a new Postgres session (~7 of them
+per run when the parent tagged and re-read each run; Postgres forking those backends was the
+largest CPU cost of a burst).
 
 Fork is only safe from a process with one thread and no sockets in use (forking a gRPC or
 threaded process hung or crashed 9-13 of 30 times in the prototype), so the pool keeps a NullPool
@@ -90,12 +93,12 @@ class Pool:
                     "running": sorted(self.running.values()), "queued": list(self.queue)}
         run_id = str(message.get("run_id", ""))
         if op == "launch":
-            return self.accept(run_id)
+            return self.accept(run_id, message.get("job_name"))
         if op == "terminate":
             return self.terminate(run_id)
         return {"ok": False, "retry": False, "error": f"unknown op {op!r}"}
 
-    def accept(self, run_id: str) -> dict[str, Any]:
+    def accept(self, run_id: str, job_name: str | None = None) -> dict[str, Any]:
         current = code_version()
         if current != self.version:
             self.restart = f"code changed on disk ({self.version} -> {current})"
@@ -112,11 +115,11 @@ class Pool:
         self.queue.append(run_id)
         ahead = len(self.queue) - 1 + len(self.running) - self.max_running
         if ahead >= 0:
-            run = self.instance.get_run_by_id(run_id)
-            if run is not None:
+            run = None if job_name else self.instance.get_run_by_id(run_id)
+            if job_name or run is not None:
                 self.instance.report_engine_event(
                     f"Queued in the warm pool behind {ahead} run(s) (cap {self.max_running} running); "
-                    "force-terminate to cancel.", run)
+                    "force-terminate to cancel.", run, job_name=job_name, run_id=run_id)
         return {"ok": True, "queued": ahead >= 0}
 
     def terminate(self, run_id: str) -> dict[str, Any]:
@@ -158,34 +161,19 @@ class Pool:
             if run is not None:
                 self.instance.report_run_failed(run, f"warm pool has {threads} threads; refused to fork")
             return
-        gate_r, gate_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            os.close(gate_w)
             for fd in close_in_child:
                 os.close(fd)
-            self._child(run_id, gate_r)
-        os.close(gate_r)
+            self._child(run_id)
         self.running[pid] = run_id
-        try:
-            ticks = workers.start_ticks(pid)
-            self.instance.add_run_tags(run_id, {WORKER_PID_TAG: str(pid), WORKER_PID_START_TAG: str(ticks)})
-            os.write(gate_w, b"go")
-        except Exception:
-            # The child sees the gate close without "go" and exits; reap() then fails the run.
-            log.exception("could not tag run %s with worker pid %s", run_id, pid)
-        finally:
-            os.close(gate_w)
-            self._unspool(run_id)
+        self._unspool(run_id)
 
-    def _child(self, run_id: str, gate_r: int) -> None:
+    def _child(self, run_id: str) -> None:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            if os.read(gate_r, 2) != b"go":
-                os._exit(3)  # the pool died or failed to tag the run: do not run untracked
-            os.close(gate_r)
             os.environ["PGAPPNAME"] = "harness-run-worker"  # its sessions apart from the pool's own
             self.instance.optimize_for_webserver(**WORKER_DB)
             run = self.instance.get_run_by_id(run_id)
@@ -193,6 +181,11 @@ class Pool:
             if run is not None and stale:
                 self.instance.report_run_failed(run, stale)
             elif run is not None and run.status == DagsterRunStatus.STARTING:
+                # Tagged before the run's first status write, so the two cannot race; a worker
+                # that dies before this line is failed by the pool (it knows the pid).
+                pid = os.getpid()
+                self.instance.add_run_tags(run_id, {WORKER_PID_TAG: str(pid),
+                                                    WORKER_PID_START_TAG: str(workers.start_ticks(pid))})
                 with capture_interrupts():
                     code = execute_run_body(run_id, self.instance, lambda _event: None,
                                             set_exit_code_on_failure=False)
@@ -227,6 +220,8 @@ class Pool:
             run_id = self.running.pop(pid, None)
             if run_id is None:
                 continue  # a worker of the pool image before a re-exec: its run is tagged and monitored
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                continue  # exit 0 only after Dagster recorded the run's outcome (or there was none)
             run = self.instance.get_run_by_id(run_id)
             if run is None or run.status not in UNFINISHED:
                 continue

@@ -1,6 +1,8 @@
 """The pool's socket protocol: one JSON line in, one JSON line out, one request per connection.
 
-Requests: ``{"op": "launch" | "terminate", "run_id": ...}`` and ``{"op": "ping"}``. Replies carry
+Requests: ``{"op": "launch", "run_id": ..., "job_name": ...}`` (``job_name`` optional: it spares
+the pool a read when it announces a queued run), ``{"op": "terminate", "run_id": ...}`` and
+``{"op": "ping"}``. Replies carry
 ``ok``; a refusal has ``error`` and ``retry`` (true while the pool is restarting).
 """
 

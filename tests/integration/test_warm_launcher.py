@@ -17,12 +17,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from dagster import DagsterInstance
 
 from pipelines import dagster_runs, workers
 from pipelines.dagster_client import DagsterClient
 from pipelines.launcher.protocol import request
 from pipelines.launcher.trial_stack import DEFAULT_COORDINATOR, WARM_LAUNCHER, TrialStack, wait_for
 from pipelines.launching import crashdemo_run_config as run_config
+from pipelines.polling import Timeout
 
 PORT = 3230
 SETTLE_S = 60.0
@@ -119,6 +121,23 @@ def test_retry_from_failure_after_worker_self_kill(trial: TrialStack, client: Da
     assert runs[1].parent_run_id == runs[0].run_id and runs[1].retry_number == 1
 
 
+def test_run_killed_after_its_last_step_is_resumed(trial: TrialStack, client: DagsterClient,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step succeeded but the worker died before the run's success event: Dagster's retry
+    daemon refuses a from-failure re-execution ("No steps needed to be retried") and gives up; the
+    reaper re-executes all steps, which find their checkpoints: SUCCESS with one mark per step."""
+    wf_id = _wf("tail")
+    run_id = _launch(client, wf_id)
+    wait_for("crashdemo SUCCESS", lambda: _status(trial, run_id) == "SUCCESS", 30)
+    for key, value in trial.instance_env().items():
+        monkeypatch.setenv(key, value)
+    with DagsterInstance.get() as instance:  # what a worker killed before RUN_SUCCESS leaves behind
+        instance.report_run_failed(instance.get_run_by_id(run_id), "worker died after its last step")
+    wait_for("the group to settle with {s1:1, s2:1}", lambda: _settled_once(trial, wf_id), SETTLE_S, 0.2)
+    runs = _group(trial, wf_id)
+    assert [r.status for r in runs] == ["FAILURE", "SUCCESS"] and runs[1].parent_run_id == run_id
+
+
 def test_terminate_cancels_without_retry(trial: TrialStack, client: DagsterClient) -> None:
     wf_id, run_id, pid = _paused_in_s2(trial, client, "term")
     client.terminate(run_id)
@@ -175,7 +194,11 @@ def test_pool_restart_during_burst_finishes_each_run_once(trial: TrialStack, cli
     assert not submitter.is_alive()
     assert len(accepted) >= 8, errors
     for wf_id in accepted:
-        wait_for(f"{wf_id} to settle", lambda w=wf_id: _settled_once(trial, w), SETTLE_S, 0.2)
+        try:
+            wait_for(f"{wf_id} to settle", lambda w=wf_id: _settled_once(trial, w), SETTLE_S, 0.2)
+        except Timeout as exc:
+            raise Timeout(f"{exc}: runs {_group(trial, wf_id)}, marks {_marks(trial, wf_id)}, "
+                          f"pool {request(str(trial.socket_path), {'op': 'ping'})}") from None
     for wf_id in accepted:
         runs = _group(trial, wf_id)
         assert _marks(trial, wf_id) == {"s1": 1, "s2": 1}

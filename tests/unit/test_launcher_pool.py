@@ -49,6 +49,7 @@ def test_worker_tags() -> None:
 
 class _Run:
     run_id = "run-1"
+    job_name = "hello_job"
 
 
 def _one_reply_server(path: Path, reply: dict) -> threading.Thread:
