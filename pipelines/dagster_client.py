@@ -66,9 +66,10 @@ class DagsterUnavailable(RuntimeError):
     any run was created), None when it did not answer at all (the request may have gone through).
     """
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, body: str = ""):
         super().__init__(message)
         self.status = status
+        self.body = body  # what it answered, for logs and checks; not for API clients
 
 
 # Dagster's refusal to re-execute from failure a run whose steps all succeeded.
@@ -94,7 +95,9 @@ class DagsterClient:
         except httpx.HTTPError as exc:
             raise DagsterUnavailable(f"Dagster webserver at {self.base_url}: {exc}") from exc
         if resp.status_code != 200:
-            raise DagsterUnavailable(f"Dagster webserver answered HTTP {resp.status_code}", resp.status_code)
+            # A resolver's Python exception comes back as HTTP 500 with a PythonError in the body.
+            raise DagsterUnavailable(f"Dagster webserver answered HTTP {resp.status_code}", resp.status_code,
+                                     resp.text[:2000])
         body = resp.json()
         if body.get("errors"):
             raise DagsterRejected("; ".join(e.get("message", "?") for e in body["errors"]))
@@ -123,8 +126,8 @@ class DagsterClient:
         then every step runs again, each finds its committed checkpoint and redoes nothing."""
         try:
             return self._reexecute(parent_run_id, "FROM_FAILURE")
-        except DagsterRejected as exc:
-            if NOTHING_TO_RETRY not in str(exc):
+        except (DagsterRejected, DagsterUnavailable) as exc:
+            if NOTHING_TO_RETRY not in f"{exc} {getattr(exc, 'body', '')}":
                 raise
         return self._reexecute(parent_run_id, "ALL_STEPS")
 

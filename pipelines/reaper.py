@@ -13,6 +13,7 @@ Dagster gave up on only because the code location was down.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from dagster import DagsterInstance, DagsterRunStatus
 from pipelines import dagster_runs, workers
 from pipelines.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.dagster_runs import RELAUNCHED_TAG
+
+log = logging.getLogger(__name__)
 
 UNREGISTERED_GRACE_S = 10.0
 RELAUNCH_WINDOW_S = 3600.0
@@ -70,8 +73,9 @@ def relaunch_abandoned_retries(dagster_conn: psycopg.Connection, instance: Calla
     for run_id in dagster_runs.abandoned_retries(dagster_conn, ended_after=time.time() - RELAUNCH_WINDOW_S):
         try:
             new_run_id = client.reexecute_from_failure(run_id)
-        except (DagsterUnavailable, DagsterRejected):
-            continue  # the code location or webserver is still down: next tick
+        except (DagsterUnavailable, DagsterRejected) as exc:
+            log.warning("could not re-execute run %s yet (next tick): %s %s", run_id, exc, getattr(exc, "body", ""))
+            continue
         instance().add_run_tags(run_id, {RELAUNCHED_TAG: new_run_id})
         relaunched.append(run_id)
     return relaunched
