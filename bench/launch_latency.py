@@ -67,7 +67,7 @@ def _proc_cpu_s(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # exited meanwhile
         return 0.0
     return sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
 
@@ -75,7 +75,7 @@ def _proc_cpu_s(pid: int) -> float:
 def _children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return []
 
 
