@@ -303,6 +303,9 @@ def serve(socket_path: Path, max_running: int, spool_dir: Path | None = None) ->
     from pipelines.definitions import defs
 
     instance = DagsterInstance.get()
+    # Ask the schema questions once here, so forked workers inherit the answers
+    # (pipelines/dagster_storage.py) instead of each reflecting the runs table.
+    instance.run_storage.has_run_stats_index_cols()
     snapshots = {job.name: job.get_job_snapshot_id() for job in defs.resolve_all_job_defs()}
     if code_version() != version:
         _reexec("code changed while the pool was importing it")

@@ -82,6 +82,7 @@ class TrialStack:
     monitoring: dict[str, Any] | None = None
     max_running: int = 4
     launch_wait_s: int = 30
+    with_api: bool = False  # also the HTTP API (the bench measures the whole stack's idle CPU)
 
     @property
     def warm(self) -> bool:
@@ -131,7 +132,7 @@ class TrialStack:
         from scripts import stack
 
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        names = list(DAGSTER_COMPONENTS)
+        names = [*DAGSTER_COMPONENTS, *(["api"] if self.with_api else [])]
         for comp in stack.components(self.settings):
             if comp.name in names and stack.read_pid(self.settings, comp.name) is None:
                 self._start(comp.name, comp.argv)
@@ -189,7 +190,7 @@ class TrialStack:
     def stop(self) -> None:
         from scripts import stack
 
-        for name in ("pool", *reversed(DAGSTER_COMPONENTS)):
+        for name in ("api", "pool", *reversed(DAGSTER_COMPONENTS)):
             stack.stop(self.settings, name)
 
     def log(self, name: str) -> str:
