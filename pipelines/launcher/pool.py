@@ -46,6 +46,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from pipelines import workers
 from pipelines.dagster_internals import capture_interrupts, execute_run_body
+from pipelines.dagster_storage import SchemaCachingPostgresRunStorage
 from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, ping, read_line, worker_of
 from pipelines.launcher.version import code_version
 
@@ -305,7 +306,8 @@ def serve(socket_path: Path, max_running: int, spool_dir: Path | None = None) ->
     instance = DagsterInstance.get()
     # Ask the schema questions once here, so forked workers inherit the answers
     # (pipelines/dagster_storage.py) instead of each reflecting the runs table.
-    instance.run_storage.has_run_stats_index_cols()
+    if isinstance(instance.run_storage, SchemaCachingPostgresRunStorage):
+        instance.run_storage.has_run_stats_index_cols()
     snapshots = {job.name: job.get_job_snapshot_id() for job in defs.resolve_all_job_defs()}
     if code_version() != version:
         _reexec("code changed while the pool was importing it")
