@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
 from api.errors import ApiError
+from api.run_events import RunEvents
 from pipelines.dagster_client import DagsterClient
 from pipelines.settings import Settings
 
@@ -20,6 +21,7 @@ class AppState:
     settings: Settings
     app_pool: ConnectionPool
     dagster_pool: ConnectionPool
+    run_events: RunEvents
     dagster: DagsterClient
     new_id: Callable[[str], str]
     sandbox_status: Callable[[], dict[str, Any]]

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from api import errors, openapi
 from api.deps import AppState
 from api.routes import crashdemo, health, intents, runs
+from api.run_events import RunEvents
 from pipelines import db, repo
 from pipelines.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
@@ -39,6 +40,7 @@ def build_state(settings: Settings) -> AppState:
         settings=settings,
         app_pool=pool(db.app_url(settings), "app"),
         dagster_pool=pool(db.dagster_url(settings), "dagster"),
+        run_events=RunEvents(db.dagster_url(settings)),
         dagster=DagsterClient(settings.dagster_ui_url),
         new_id=repo.new_id,
         sandbox_status=_sandbox_status,
@@ -50,9 +52,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     st: AppState = app.state.harness
     st.app_pool.open(wait=False)
     st.dagster_pool.open(wait=False)
+    st.run_events.start()
     try:
         yield
     finally:
+        st.run_events.stop()
         st.app_pool.close()
         st.dagster_pool.close()
 

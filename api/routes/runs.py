@@ -17,7 +17,6 @@ from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
 
 router = APIRouter(tags=["runs"])
 MAX_WAIT_S = 30.0
-POLL_S = 0.05  # a long-poll re-reads the rows this often: a few indexed queries each
 _FINAL = {"succeeded", "failed", "canceled"}
 
 
@@ -37,11 +36,14 @@ def get_run(run_id: str, st: StateDep,
     check_id(run_id, "run")
     if wait is not None and not 0 <= wait <= MAX_WAIT_S:
         raise ApiError(400, "schema_violation", f"wait must be between 0 and {MAX_WAIT_S:.0f} seconds")
-    view = _view(st, run_id)
     deadline = time.monotonic() + (wait or 0)
+    since = st.run_events.mark()
+    view = _view(st, run_id)
     first = view["status"]
-    while view["status"] == first and first not in _FINAL and time.monotonic() < deadline:
-        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+    # Re-read when Dagster stores an event for a run of the group (api/run_events.py).
+    while view["status"] == first and first not in _FINAL and (left := deadline - time.monotonic()) > 0:
+        st.run_events.wait((r["runId"] for r in view["dagsterRuns"]), since, left)
+        since = st.run_events.mark()
         view = _view(st, run_id)
     return respond("run-view", view)
 
