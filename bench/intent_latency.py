@@ -5,8 +5,9 @@
 One run, same machine: boots the stack (own data dir and embedded PostgreSQL, ports 3350/4350/5350)
 with the warm launcher, then with Dagster's stock launcher, and times N sequential replay-mode runs
 of the demo intent from `POST /intents/{id}/run` to the RunView saying `succeeded` (long-poll).
-The baseline executes the same `intent_job` N times in process (`execute_in_process` against the
-same Postgres run storage): the floor a launcher can approach.
+The reference executes the same `intent_job` N times in process (`execute_in_process` against the
+same Postgres run storage, with dagster-postgres's default unpooled connections): no launcher,
+no HTTP, but every storage write opens a connection, which the warm pool's workers do not.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main() -> int:
     try:
         rows = [(f"HTTP API, {name} launcher", over_http(name, args.n)) for name in ("warm", "stock")]
         os.environ["APP_DATABASE_URL"] = db.app_url(load())
-        rows.append(("in-process execute_in_process (floor)", in_process(args.n)))
+        rows.append(("in process, execute_in_process on unpooled storage", in_process(args.n)))
     finally:
         if load().embedded:
             localdb.down(load())  # the bench's own server: leave nothing running
