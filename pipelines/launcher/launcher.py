@@ -1,9 +1,9 @@
 """``WarmPoolRunLauncher``: Dagster's run-launcher seam, backed by the warm pool (``pool.py``).
 
 Stateless on purpose: Dagster builds one launcher in the webserver, the daemon and every run
-worker. ``launch_run`` only hands the run id to the pool over a unix socket; the pool forks the
-worker and tags the run with the worker's pid and start ticks, which is all that
-``check_run_worker_health`` and a pool-less ``terminate`` need.
+worker. ``launch_run`` only hands the run id (and job name) to the pool over a unix socket; the
+pool forks the worker, which tags the run with its own pid and start ticks before the run starts:
+all that ``check_run_worker_health`` and a pool-less ``terminate`` need.
 
     run_launcher:
       module: pipelines.launcher.launcher
