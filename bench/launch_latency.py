@@ -37,8 +37,8 @@ import psycopg
 from pipelines import dagster_runs, db, localdb, migrate
 from pipelines.dagster_client import DagsterClient
 from pipelines.launcher.protocol import request
-from pipelines.launcher.trial_stack import DEFAULT_COORDINATOR, DEFAULT_LAUNCHER, WARM_LAUNCHER, TrialStack
 from pipelines.settings import load, with_database
+from scripts.trial_stack import DEFAULT_COORDINATOR, DEFAULT_LAUNCHER, WARM_LAUNCHER, TrialStack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}

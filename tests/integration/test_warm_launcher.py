@@ -22,9 +22,9 @@ from dagster import DagsterInstance
 from pipelines import dagster_runs, workers
 from pipelines.dagster_client import DagsterClient
 from pipelines.launcher.protocol import request
-from pipelines.launcher.trial_stack import DEFAULT_COORDINATOR, WARM_LAUNCHER, TrialStack, wait_for
 from pipelines.launching import crashdemo_run_config as run_config
 from pipelines.polling import Timeout
+from scripts.trial_stack import DEFAULT_COORDINATOR, WARM_LAUNCHER, TrialStack, wait_for
 
 PORT = 3230
 SETTLE_S = 60.0
