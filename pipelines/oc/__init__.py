@@ -1,10 +1,10 @@
 """OC producer: intent -> schema-checked plan, replayed from fixtures, recorded, or live."""
 
+from .config import ProviderConfig
 from .errors import FixtureMissing, OCError
 from .fixture_store import DEFAULT_FIXTURES_DIR, canonical_json, fixture_key
 from .plan import SCHEMA_VERSION, validate_plan
 from .produce import run_oc
-from .provider import ProviderConfig
 from .result import MODES, Mode, OCResult, ProviderMeta, Usage
 
 __all__ = [

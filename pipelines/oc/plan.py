@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from openai.types.shared_params import ResponseFormatJSONSchema
+from typing import TYPE_CHECKING, Any
 
 import contracts
+
+if TYPE_CHECKING:  # openai is imported only where a provider is called (oc/config.py says why)
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 CONTRACT = "oc-output"
 # The contract's const is the single source of the version, so a schema bump re-keys every fixture.

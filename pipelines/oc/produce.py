@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from . import prompt
+from .config import ProviderConfig
 from .errors import OCError
 from .fixture_store import DEFAULT_FIXTURES_DIR, Fixture, fixture_key, read_fixture, write_fixture
 from .plan import SCHEMA_VERSION
-from .provider import ProviderConfig, complete_plan
 from .result import MODES, Mode, OCResult
 
 
@@ -37,6 +37,8 @@ def run_oc(
         return OCResult(fixture.plan, mode, seed, key, SCHEMA_VERSION, fixture.recorded_from)
     if provider is None:
         raise OCError("not_configured", f"mode {mode} calls a provider: set OC_BASE_URL and OC_MODEL")
+    from .provider import complete_plan  # imports openai (~0.8 s): only a run that calls a provider pays it
+
     plan, meta = complete_plan(provider, prompt.messages(intent), seed=seed)
     if mode == "record":
         write_fixture(fixtures_dir, Fixture(key=key, intent=intent, seed=seed, plan=plan, recorded_from=meta))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from openai.types.chat import ChatCompletionMessageParam
+from typing import TYPE_CHECKING, Any
 
 from .fixture_store import canonical_json
 from .plan import SCHEMA_VERSION
+
+if TYPE_CHECKING:  # openai is imported only where a provider is called (oc/config.py says why)
+    from openai.types.chat import ChatCompletionMessageParam
 
 SYSTEM = (
     "You are the planning step of a job runner. Turn the user's intent (a JSON object with goal, inputs, "

@@ -7,13 +7,9 @@ count, the backoff and its jitter are ours to bound, seed and test.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
@@ -21,46 +17,14 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 import contracts
 
+from .config import ProviderConfig
 from .errors import OCError
 from .plan import response_format, validate_plan
 from .result import ProviderMeta, Usage
 
-ENV_VARS = ("OC_BASE_URL", "OC_API_KEY", "OC_MODEL", "OC_TIMEOUT_S", "OC_MAX_RETRIES")
 # The client refuses an empty key; local servers (Ollama, llama.cpp, vLLM) ignore whatever is sent.
 _NO_KEY = "no-key-configured"
 _RETRY_STATUSES = frozenset({408, 429})
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    base_url: str
-    model: str
-    api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    backoff_cap_s: float = 8.0
-
-    @property
-    def host(self) -> str | None:
-        return urlsplit(self.base_url).hostname
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ProviderConfig:
-        missing = [name for name in ("OC_BASE_URL", "OC_MODEL") if not env.get(name)]
-        if missing:
-            raise OCError(
-                "not_configured",
-                f"set {' and '.join(missing)} (e.g. OC_BASE_URL=https://api.openai.com/v1 OC_MODEL=gpt-4o-mini "
-                "OC_API_KEY=...; optional OC_TIMEOUT_S, OC_MAX_RETRIES)",
-            )
-        return cls(
-            base_url=env["OC_BASE_URL"],
-            model=env["OC_MODEL"],
-            api_key=env.get("OC_API_KEY") or None,
-            timeout_s=float(env.get("OC_TIMEOUT_S") or 60.0),
-            max_retries=int(env.get("OC_MAX_RETRIES") or 3),
-        )
 
 
 def _retry_after_s(exc: openai.APIError) -> float | None:

@@ -12,11 +12,11 @@ from pydantic import PrivateAttr
 
 import contracts
 
+from .config import ProviderConfig
 from .errors import OCError
 from .fixture_store import DEFAULT_FIXTURES_DIR, fixture_key
 from .plan import SCHEMA_VERSION, validate_plan
 from .produce import run_oc
-from .provider import ProviderConfig
 from .result import Mode, OCResult, ProviderMeta
 
 

@@ -11,3 +11,14 @@ def test_every_job_loads() -> None:
 def test_reaper_sensor_is_on_by_default() -> None:
     sensor = defs.resolve_sensor_def("run_reaper")
     assert sensor.default_status.value == "RUNNING"
+
+
+def test_definitions_do_not_import_openai() -> None:
+    """openai costs ~0.8 s to import, paid by every code server and stock run worker; replay (the
+    default) never needs it (pipelines/oc/config.py)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, pipelines.definitions; print('openai' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
