@@ -37,7 +37,7 @@ import psycopg
 from pipelines import dagster_runs, db, localdb, migrate
 from pipelines.dagster_client import DagsterClient
 from pipelines.launcher.protocol import request
-from pipelines.settings import load, with_database
+from pipelines.settings import database_name, load, with_database
 from scripts.trial_stack import DEFAULT_COORDINATOR, DEFAULT_LAUNCHER, WARM_LAUNCHER, TrialStack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -81,20 +81,39 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def stack_cpu_s(trial: TrialStack, postmaster: int | None) -> float:
-    """CPU-seconds of the stack's processes, their children (live or reaped) and its Postgres."""
-    roots = [pid for name in ("codeserver", "daemon", "webserver", "pool", "api") if (pid := trial.pid(name))]
+COMPONENTS = ("codeserver", "daemon", "webserver", "pool", "api")
+
+
+def stack_cpu_s(trial: TrialStack, postmaster: int | None) -> dict[str, float]:
+    """CPU-seconds per component of the stack (its processes and their children, live or reaped)
+    and of its Postgres."""
+    roots = {name: pid for name in COMPONENTS if (pid := trial.pid(name))}
     if postmaster:
-        roots.append(postmaster)
-    total, seen, todo = 0.0, set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += _proc_cpu_s(pid)
-        todo.extend(_children(pid))
-    return total
+        roots["postgres"] = postmaster
+    per: dict[str, float] = {}
+    seen: set[int] = set()
+    for name, root in roots.items():
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            per[name] = per.get(name, 0.0) + _proc_cpu_s(pid)
+            todo.extend(_children(pid))
+    return per
+
+
+def _cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
+def _sessions(conn: psycopg.Connection, trial: TrialStack) -> int:
+    """New Postgres sessions so far on the stack's two databases (``pg_stat_database``, PG ≥ 14):
+    each costs the server a backend fork, which is why the stack pools its connections."""
+    row = conn.execute("SELECT coalesce(sum(sessions), 0) FROM pg_stat_database WHERE datname = ANY(%s)",
+                       ([database_name(trial.app_url), database_name(trial.dagster_url)],)).fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass
@@ -108,6 +127,9 @@ class Result:
     cpu_per_run_s: float
     idle_pct: float
     failed: int
+    sessions_per_run: float
+    idle_pct_by_component: dict[str, float]
+    idle_sessions_per_s: float
 
 
 def _executing(conn: psycopg.Connection) -> int:
@@ -146,7 +168,7 @@ def _bench_stack(trial: TrialStack, watch: psycopg.Connection, name: str, cap: i
             with lock:
                 run_ids.append(rid)
 
-    cpu0 = stack_cpu_s(trial, postmaster)
+    cpu0, sessions0 = stack_cpu_s(trial, postmaster), _sessions(watch, trial)
     t0 = time.monotonic()
     threads = [threading.Thread(target=submit, args=(burst_n // 8 + (i < burst_n % 8),)) for i in range(8)]
     for t in threads:
@@ -159,16 +181,19 @@ def _bench_stack(trial: TrialStack, watch: psycopg.Connection, name: str, cap: i
             peak = max(peak, _executing(watch))
         time.sleep(0.05)
     burst_s = time.monotonic() - t0
-    cpu_per_run = (stack_cpu_s(trial, postmaster) - cpu0) / burst_n
+    cpu_per_run = sum(_cpu_delta(stack_cpu_s(trial, postmaster), cpu0).values()) / burst_n
+    sessions_per_run = (_sessions(watch, trial) - sessions0) / burst_n
     # A burst can overrun run monitoring's start timeout (each stock run boots a process): count
     # those instead of hiding them; their daemon retries are not waited for.
     failed = [r for r in run_ids if dagster_runs.status(watch, r) != "SUCCESS"]
 
     time.sleep(3)  # let the burst's stragglers (event consumers, reaped workers) finish
-    idle0 = stack_cpu_s(trial, postmaster)
+    idle0, idle_sessions0 = stack_cpu_s(trial, postmaster), _sessions(watch, trial)
     time.sleep(idle_s)
-    idle_pct = 100 * (stack_cpu_s(trial, postmaster) - idle0) / idle_s
-    return Result(name, seq, burst_n, burst_s, peak, cap, cpu_per_run, idle_pct, len(failed))
+    idle_by = {k: 100 * v / idle_s for k, v in _cpu_delta(stack_cpu_s(trial, postmaster), idle0).items()}
+    idle_sessions = (_sessions(watch, trial) - idle_sessions0) / idle_s
+    return Result(name, seq, burst_n, burst_s, peak, cap, cpu_per_run, sum(idle_by.values()), len(failed),
+                  sessions_per_run, idle_by, idle_sessions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"| {r.name} | {r.burst_n - r.failed}/{r.burst_n} | {r.burst_n / r.burst_s:.2f} | {r.burst_s:.1f} | "
               f"{r.max_concurrent} | {r.cap} | {r.cpu_per_run_s:.2f} | {r.idle_pct:.1f} ({args.idle:.0f} s) |")
+    cols = [*COMPONENTS, "postgres"]
+    print(f"\n### where the idle CPU goes (% of one core, {args.idle:.0f} s) and new Postgres sessions\n")
+    print("| launcher | " + " | ".join(cols) + " | new sessions/s idle | new sessions per burst run |")
+    print("|---|" + "---|" * (len(cols) + 2))
+    for r in results:
+        cells = " | ".join(f"{r.idle_pct_by_component.get(c, 0.0):.1f}" for c in cols)
+        print(f"| {r.name} | {cells} | {r.idle_sessions_per_s:.2f} | {r.sessions_per_run:.1f} |")
     load1, load5, _ = os.getloadavg()
     print(f"\nmachine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}, "
           f"dagster {dagster.__version__}, load avg {load1:.2f}/{load5:.2f} at the end (shared machine)")
