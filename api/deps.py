@@ -12,7 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from api.errors import ApiError
 from api.run_events import RunEvents
-from pipelines.dagster_client import DagsterClient
+from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings
 
 

@@ -17,9 +17,9 @@ from api import errors, openapi
 from api.deps import AppState
 from api.routes import crashdemo, health, intents, runs
 from api.run_events import RunEvents
-from pipelines import db, repo
-from pipelines.dagster_client import DagsterClient
+from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
+from pipelines.store import db, repo
 
 
 @functools.cache

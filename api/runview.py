@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 
 import contracts
-from pipelines import dagster_runs, repo
+from pipelines.orchestration import dagster_runs
+from pipelines.store import repo
 
 _WAITING = {"QUEUED", "NOT_STARTED", "STARTING", "MANAGED"}
 

@@ -30,8 +30,8 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines import db, localdb, migrate  # noqa: E402
 from pipelines.settings import load, with_database  # noqa: E402
+from pipelines.store import db, localdb, migrate  # noqa: E402
 
 PORTS = range(3300, 3400)
 BODY = {"goal": "write hello.txt containing hi", "inputs": {"name": "hi"}, "constraints": {}, "connectors": []}

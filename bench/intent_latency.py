@@ -21,12 +21,12 @@ import time
 import httpx
 from dagster import instance_for_test
 
-from pipelines import db, localdb
 from pipelines.definitions import defs
-from pipelines.launching import intent_run_config
-from pipelines.repo import new_id
+from pipelines.orchestration.lifecycle import intent_run_config
 from pipelines.resources.app_db import AppDatabase
 from pipelines.settings import REPO_ROOT, load, sqlalchemy_psycopg2
+from pipelines.store import db, localdb
+from pipelines.store.repo import new_id
 from scripts import stack
 
 DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
@@ -67,7 +67,7 @@ def in_process(n: int) -> list[float]:
     with instance_for_test(overrides={"storage": storage}) as instance:
         import psycopg
 
-        from pipelines import repo
+        from pipelines.store import repo
 
         for _ in range(n + 1):
             with psycopg.connect(app_url, autocommit=True) as conn, conn.transaction():

@@ -34,10 +34,11 @@ from pathlib import Path
 import dagster
 import psycopg
 
-from pipelines import dagster_runs, db, localdb, migrate
-from pipelines.dagster_client import DagsterClient
 from pipelines.launcher.protocol import request
+from pipelines.orchestration import dagster_runs
+from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import database_name, load, with_database
+from pipelines.store import db, localdb, migrate
 from scripts.trial_stack import DEFAULT_COORDINATOR, DEFAULT_LAUNCHER, WARM_LAUNCHER, TrialStack
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

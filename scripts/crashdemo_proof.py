@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from pipelines import dagster_runs, db, localdb, workers
-from pipelines.dagster_client import DagsterClient, DagsterUnavailable
-from pipelines.launching import crashdemo_run_config
-from pipelines.polling import Timeout, poll
+from pipelines.orchestration import dagster_runs
+from pipelines.orchestration.dagster_client import DagsterClient, DagsterUnavailable
+from pipelines.orchestration.lifecycle import crashdemo_run_config
 from pipelines.settings import REPO_ROOT, Settings, load
+from pipelines.store import db, localdb, run_workers
 from scripts import stack
+from scripts.polling import Timeout, poll
 
 MODES = ("worker", "server", "stack", "postgres", "pool")
 POINTS = ("s2_before_commit", "s2_after_commit")
@@ -104,11 +105,11 @@ def launch(settings: Settings, app_url: str, wf_id: str, point: str, pause_s: fl
 
 def worker_pid(app_url: str, dagster_run_id: str) -> int:
     with psycopg.connect(app_url) as conn:
-        found = workers.lookup(conn, dagster_run_id)
+        found = run_workers.lookup(conn, dagster_run_id)
     if found is None:
         raise ProofFailed(f"run {dagster_run_id} has no registered worker")
     _, pid, ticks = found
-    if not workers.is_alive(pid, ticks):
+    if not run_workers.is_alive(pid, ticks):
         raise ProofFailed(f"worker pid {pid} of run {dagster_run_id} is already gone")
     return pid
 
@@ -155,7 +156,7 @@ def prove(settings: Settings, mode: str, point: str, *,
         (postgres_restart or (lambda: restart_postgres(settings)))()
     else:
         raise ValueError(f"unknown MODE {mode!r}; expected one of {', '.join(MODES)}")
-    poll("the killed worker to be gone", lambda: workers.start_ticks(pid) is None, 30)
+    poll("the killed worker to be gone", lambda: run_workers.start_ticks(pid) is None, 30)
     if mode in ("server", "stack", "pool"):
         stack.up(settings)
     back = time.monotonic()

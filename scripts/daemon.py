@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from dagster import DagsterInstance
 
-    from pipelines.dagster_internals import (
+    from pipelines.orchestration.dagster_internals import (
         WorkspaceFileTarget,
         capture_interrupts,
         daemon_controller_from_instance,

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from pipelines import db, localdb, migrate
 from pipelines.settings import load
+from pipelines.store import db, localdb, migrate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,10 +24,10 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from pipelines import db, localdb, migrate, workers
-from pipelines.dagster_client import grpc_serving
 from pipelines.launcher.protocol import ping
+from pipelines.orchestration.dagster_client import grpc_serving
 from pipelines.settings import REPO_ROOT, Settings, load
+from pipelines.store import db, localdb, migrate, run_workers
 
 BIN = Path(sys.executable).parent
 STOCK_COORDINATOR = {
@@ -122,7 +122,7 @@ def read_pid(settings: Settings, name: str) -> int | None:
         pid, ticks = (int(x) for x in _pidfile(settings, name).read_text().split())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if workers.is_alive(pid, ticks) else None
+    return pid if run_workers.is_alive(pid, ticks) else None
 
 
 def component_env(env: dict[str, str], name: str) -> dict[str, str]:
@@ -140,7 +140,7 @@ def _start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
         start_new_session=True,
     )
     log.close()
-    ticks = workers.start_ticks(proc.pid)
+    ticks = run_workers.start_ticks(proc.pid)
     _pidfile(settings, comp.name).write_text(f"{proc.pid} {ticks}\n")
     return proc.pid
 
@@ -166,8 +166,8 @@ def reap_abandoned(settings: Settings) -> list[str]:
     Dagster could not launch meanwhile, at once rather than on the reaper sensor's first tick."""
     from dagster import DagsterInstance
 
-    from pipelines.dagster_client import DagsterClient
-    from pipelines.reaper import reap, relaunch_abandoned_retries
+    from pipelines.orchestration.dagster_client import DagsterClient
+    from pipelines.orchestration.reaper import reap, relaunch_abandoned_retries
 
     os.environ.update(stack_env(settings))
     with DagsterInstance.get() as instance, psycopg.connect(db.app_url(settings), autocommit=True) as app, \

@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from pipelines import workers
 from pipelines.launcher.protocol import ping
-from pipelines.polling import poll as wait_for
 from pipelines.settings import REPO_ROOT, Settings, load
+from pipelines.store import run_workers
+from scripts.polling import poll as wait_for
 
 WARM_LAUNCHER: dict[str, Any] = {
     "module": "pipelines.launcher.launcher",
@@ -165,7 +165,7 @@ class TrialStack:
         with open(self.settings.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(argv, cwd=self.code_dir, env=stack.component_env(self.env, name), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        (self.settings.run_dir / f"{name}.pid").write_text(f"{proc.pid} {workers.start_ticks(proc.pid)}\n")
+        (self.settings.run_dir / f"{name}.pid").write_text(f"{proc.pid} {run_workers.start_ticks(proc.pid)}\n")
         return proc.pid
 
     def wait_pool(self, timeout_s: float = 30.0) -> None:
@@ -182,9 +182,9 @@ class TrialStack:
         pid = self.pid(name)
         if pid is None:
             raise RuntimeError(f"{name} is not running")
-        ticks = workers.start_ticks(pid)
+        ticks = run_workers.start_ticks(pid)
         os.killpg(pid, sig)
-        wait_for(f"{name} pid {pid} to exit", lambda: not workers.is_alive(pid, ticks or -1), 20)
+        wait_for(f"{name} pid {pid} to exit", lambda: not run_workers.is_alive(pid, ticks or -1), 20)
         return pid
 
     def stop(self) -> None:

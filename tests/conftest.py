@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from pipelines import db, localdb, migrate
 from pipelines.settings import REPO_ROOT, database_name, load, sqlalchemy_psycopg2, with_database
+from pipelines.store import db, localdb, migrate
 
 TEST_DATA_DIR = REPO_ROOT / ".data" / "test"
 APP_TABLES = ("app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",

@@ -12,9 +12,9 @@ from api.deps import StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import respond
-from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
-from pipelines.dagster_runs import APP_RUN_TAG
-from pipelines.launching import crashdemo_run_config
+from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
+from pipelines.orchestration.dagster_runs import APP_RUN_TAG
+from pipelines.orchestration.lifecycle import crashdemo_run_config
 
 router = APIRouter(tags=["crashdemo"])
 WfQuery = Annotated[str, Query(description="workflow id", max_length=128)]

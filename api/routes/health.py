@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from api.deps import StateDep
 from api.openapi import io
 from api.respond import respond
-from pipelines.dagster_client import grpc_serving
+from pipelines.orchestration.dagster_client import grpc_serving
 
 router = APIRouter(tags=["health"])
 

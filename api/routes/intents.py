@@ -11,9 +11,9 @@ from api.deps import AppState, StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import not_found, respond
-from pipelines import repo
-from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
-from pipelines.launching import INTENT_JOB, intent_run_config, launch_tags
+from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
+from pipelines.orchestration.lifecycle import INTENT_JOB, intent_run_config, launch_tags
+from pipelines.store import repo
 
 log = logging.getLogger("api")
 router = APIRouter(tags=["intents"])

@@ -12,8 +12,9 @@ from api.deps import AppState, StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import not_found, respond
-from pipelines import dagster_runs, repo
-from pipelines.dagster_client import DagsterRejected, DagsterUnavailable
+from pipelines.orchestration import dagster_runs
+from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
+from pipelines.store import repo
 
 router = APIRouter(tags=["runs"])
 MAX_WAIT_S = 30.0

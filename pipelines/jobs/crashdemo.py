@@ -18,8 +18,8 @@ from typing import Literal
 import psycopg
 from dagster import Config, Failure, In, Nothing, OpExecutionContext, Out, in_process_executor, job, op
 
-from pipelines import checkpoint
 from pipelines.resources.app_db import AppDatabase
+from pipelines.store import checkpoint
 
 CrashPoint = Literal["none", "s2_before_commit", "s2_after_commit"]
 CRASH_POINTS: tuple[str, ...] = ("none", "s2_before_commit", "s2_after_commit")

@@ -25,11 +25,11 @@ from dagster import (
     op,
 )
 
-from pipelines import checkpoint, repo
 from pipelines.oc.errors import OCError
 from pipelines.oc.resource import OCProducer
 from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.errors import SandboxError
+from pipelines.store import checkpoint, repo
 
 RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"}
 PLAN_KEY, SANDBOX_KEY, RESULT_KEY = ["intent", "plan"], ["intent", "sandbox"], ["intent", "result"]

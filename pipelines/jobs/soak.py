@@ -44,7 +44,7 @@ class SoakConfig(Config):
 
 def _child(wf_id: str, crash_at: str, url: str, timeout_s: float) -> int:
     env = {**os.environ, "APP_DATABASE_URL": url}
-    return subprocess.run([sys.executable, "-m", "scripts.crashdemo_child", wf_id, crash_at], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "pipelines.jobs.crashdemo_child", wf_id, crash_at], cwd=REPO_ROOT,
                           env=env, timeout=timeout_s, capture_output=True).returncode
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from dagster import DagsterInstance, DagsterRun, Field, IntSource, StringSource
 
-from pipelines import workers
-from pipelines.dagster_internals import (
+from pipelines.launcher.protocol import PoolUnreachable, request, worker_of
+from pipelines.orchestration.dagster_internals import (
     CheckRunHealthResult,
     ConfigurableClass,
     ConfigurableClassData,
@@ -33,7 +33,7 @@ from pipelines.dagster_internals import (
     RunLauncher,
     WorkerStatus,
 )
-from pipelines.launcher.protocol import PoolUnreachable, request, worker_of
+from pipelines.store import run_workers
 
 RETRY_INTERVAL_S = 0.1
 
@@ -100,7 +100,7 @@ class WarmPoolRunLauncher(RunLauncher[DagsterInstance], ConfigurableClass):
         # The pool is down or restarted, but the worker may live on: interrupt it directly, after
         # proving the pid still belongs to that worker (pids are recycled).
         worker = worker_of(run.tags)
-        if worker is None or not workers.is_alive(*worker):
+        if worker is None or not run_workers.is_alive(*worker):
             return False
         os.kill(worker[0], signal.SIGINT)
         return True
@@ -116,7 +116,7 @@ class WarmPoolRunLauncher(RunLauncher[DagsterInstance], ConfigurableClass):
             # reaper sensor and max_runtime still cover it.
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no warm-pool worker tags")
         pid, ticks = worker
-        if workers.is_alive(pid, ticks):
+        if run_workers.is_alive(pid, ticks):
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"run worker pid {pid} (start ticks {ticks}) is gone", run_worker_id=str(pid)

@@ -44,11 +44,11 @@ from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus
 
-from pipelines import workers
-from pipelines.dagster_internals import capture_interrupts, execute_run_body
-from pipelines.dagster_storage import SchemaCachingPostgresRunStorage
 from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, ping, read_line, worker_of
 from pipelines.launcher.version import code_version
+from pipelines.orchestration.dagster_internals import capture_interrupts, execute_run_body
+from pipelines.orchestration.dagster_storage import SchemaCachingPostgresRunStorage
+from pipelines.store import run_workers
 
 __all__ = ["Pool", "ping", "serve", "thread_count"]
 
@@ -143,7 +143,7 @@ class Pool:
         for path in sorted(self.spool_dir.iterdir(), key=lambda p: p.stat().st_mtime):
             run = self.instance.get_run_by_id(path.name)
             worker = worker_of(run.tags) if run else None
-            if run is None or run.status != DagsterRunStatus.STARTING or (worker and workers.is_alive(*worker)):
+            if run is None or run.status != DagsterRunStatus.STARTING or (worker and run_workers.is_alive(*worker)):
                 path.unlink(missing_ok=True)
             else:
                 log.info("re-adopting spooled run %s", path.name)
@@ -186,7 +186,7 @@ class Pool:
                 # that dies before this line is failed by the pool (it knows the pid).
                 pid = os.getpid()
                 self.instance.add_run_tags(run_id, {WORKER_PID_TAG: str(pid),
-                                                    WORKER_PID_START_TAG: str(workers.start_ticks(pid))})
+                                                    WORKER_PID_START_TAG: str(run_workers.start_ticks(pid))})
                 with capture_interrupts():
                     code = execute_run_body(run_id, self.instance, lambda _event: None,
                                             set_exit_code_on_failure=False)

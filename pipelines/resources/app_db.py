@@ -9,7 +9,7 @@ import psycopg
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from pipelines import workers
+from pipelines.store import run_workers
 
 
 class AppDatabase(ConfigurableResource):
@@ -24,7 +24,7 @@ class AppDatabase(ConfigurableResource):
         run_id = context.run_id
         if run_id:
             with self.connection() as conn:
-                workers.register(conn, run_id)
+                run_workers.register(conn, run_id)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._conn is not None:

@@ -13,7 +13,7 @@ import os
 
 import psycopg
 
-from pipelines import db
+from pipelines.store import db
 
 
 def _url(name: str) -> str:

@@ -7,11 +7,11 @@ by their ``app/run_id`` tag first, so no accepted run is lost and none is launch
 
 from dagster import DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SkipReason, sensor
 
-from pipelines import repo
-from pipelines.dagster_runs import APP_RUN_TAG
 from pipelines.jobs.intent import intent_job
-from pipelines.launching import LAUNCH_GRACE_S, intent_run_config, launch_tags
+from pipelines.orchestration.dagster_runs import APP_RUN_TAG
+from pipelines.orchestration.lifecycle import LAUNCH_GRACE_S, intent_run_config, launch_tags
 from pipelines.sensors.databases import app_connection
+from pipelines.store import repo
 
 
 @sensor(job=intent_job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)

@@ -1,8 +1,8 @@
 
 from dagster import DagsterInstance, DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
-from pipelines.dagster_client import DagsterClient
-from pipelines.reaper import reap, relaunch_abandoned_retries
+from pipelines.orchestration.dagster_client import DagsterClient
+from pipelines.orchestration.reaper import reap, relaunch_abandoned_retries
 from pipelines.sensors.databases import app_connection, dagster_connection
 from pipelines.settings import load
 

@@ -26,7 +26,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.main import create_app
-from pipelines.dagster_client import DagsterClient
+from pipelines.orchestration.dagster_client import DagsterClient
 from tests.api_server import ServedApp, harness_state, serve
 
 MAX_EXAMPLES = 25

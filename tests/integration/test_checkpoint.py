@@ -5,7 +5,7 @@ import threading
 import psycopg
 import pytest
 
-from pipelines import checkpoint
+from pipelines.store import checkpoint
 
 
 def _insert_mark(run_id: str, step: str):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from dagster_postgres import PostgresRunStorage
 
-from pipelines.dagster_storage import SchemaCachingPostgresRunStorage
+from pipelines.orchestration.dagster_storage import SchemaCachingPostgresRunStorage
 from pipelines.settings import REPO_ROOT, sqlalchemy_psycopg2
 from tests.conftest import TestDatabases
 

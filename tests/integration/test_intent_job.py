@@ -7,11 +7,11 @@ import psycopg
 import pytest
 from dagster import instance_for_test
 
-from pipelines import repo
 from pipelines.definitions import defs
-from pipelines.launching import intent_run_config
 from pipelines.oc.resource import OCResource
+from pipelines.orchestration.lifecycle import intent_run_config
 from pipelines.settings import sqlalchemy_psycopg2
+from pipelines.store import repo
 from tests.conftest import TestDatabases
 from tests.oc_fake_server import ChatServer, ok
 

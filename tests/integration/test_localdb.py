@@ -3,8 +3,8 @@
 import psycopg
 import pytest
 
-from pipelines import localdb
 from pipelines.settings import load
+from pipelines.store import localdb
 
 
 def test_up_twice_down_up_keeps_data(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

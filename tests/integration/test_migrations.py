@@ -5,9 +5,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipelines import db
-from pipelines.migrate import SQL_DIR, MigrationError, migrate
 from pipelines.settings import with_database
+from pipelines.store import db
+from pipelines.store.migrate import SQL_DIR, MigrationError, migrate
 from tests.conftest import TestDatabases
 
 

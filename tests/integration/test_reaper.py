@@ -21,10 +21,11 @@ from dagster import (
     instance_for_test,
 )
 
-from pipelines import dagster_runs, workers
-from pipelines.reaper import reap
+from pipelines.orchestration import dagster_runs
+from pipelines.orchestration.reaper import reap
 from pipelines.sensors.reaper_sensor import run_reaper
 from pipelines.settings import sqlalchemy_psycopg2
+from pipelines.store import run_workers
 from tests.conftest import TestDatabases
 
 
@@ -51,7 +52,7 @@ def _started_run(instance: DagsterInstance, runs_conn: psycopg.Connection, start
 
 def _dead_worker(app_conn: psycopg.Connection, run_id: str) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    ticks = workers.start_ticks(proc.pid)
+    ticks = run_workers.start_ticks(proc.pid)
     proc.wait()
     app_conn.execute("INSERT INTO app.run_workers (dagster_run_id, hostname, pid, pid_start_ticks) "
                      "VALUES (%s, %s, %s, %s)", (run_id, socket.gethostname(), proc.pid, ticks or 1))
@@ -72,7 +73,7 @@ def test_reaps_dead_and_unregistered_workers_only(instance: DagsterInstance, run
     dead = _started_run(instance, runs_conn, 1)
     _dead_worker(app_conn, dead)
     live = _started_run(instance, runs_conn, 60)
-    workers.register(app_conn, live)
+    run_workers.register(app_conn, live)
     never_registered = _started_run(instance, runs_conn, 60)
     just_started = _started_run(instance, runs_conn, 1)
 

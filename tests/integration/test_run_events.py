@@ -11,8 +11,8 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, instance_for_test
 
 from api.run_events import CHANNEL, FALLBACK_S, RunEvents
-from pipelines.polling import poll
 from pipelines.settings import sqlalchemy_psycopg2
+from scripts.polling import poll
 from tests.conftest import TestDatabases
 
 

@@ -10,8 +10,8 @@ import httpx
 import psycopg
 import pytest
 
-from pipelines.dagster_client import DagsterClient
-from pipelines.launching import crashdemo_run_config
+from pipelines.orchestration.dagster_client import DagsterClient
+from pipelines.orchestration.lifecycle import crashdemo_run_config
 from pipelines.settings import Settings, load
 from scripts import crashdemo_proof as proof
 from scripts import stack

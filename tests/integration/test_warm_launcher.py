@@ -19,11 +19,12 @@ import psycopg
 import pytest
 from dagster import DagsterInstance
 
-from pipelines import dagster_runs, workers
-from pipelines.dagster_client import DagsterClient
 from pipelines.launcher.protocol import request
-from pipelines.launching import crashdemo_run_config as run_config
-from pipelines.polling import Timeout
+from pipelines.orchestration import dagster_runs
+from pipelines.orchestration.dagster_client import DagsterClient
+from pipelines.orchestration.lifecycle import crashdemo_run_config as run_config
+from pipelines.store import run_workers
+from scripts.polling import Timeout
 from scripts.trial_stack import DEFAULT_COORDINATOR, WARM_LAUNCHER, TrialStack, wait_for
 
 PORT = 3230
@@ -100,7 +101,7 @@ def _paused_in_s2(trial: TrialStack, client: DagsterClient, name: str) -> tuple[
     run_id = _launch(client, wf_id, "s2_before_commit", pause_s=120)
     wait_for("s2 to start", lambda: _step_status(trial, wf_id, "s2") == "running", 30)
     worker = _worker(trial, run_id)
-    assert worker is not None and workers.is_alive(*worker)
+    assert worker is not None and run_workers.is_alive(*worker)
     assert _status(trial, run_id) == "STARTED"
     return wf_id, run_id, worker[0]
 
@@ -142,7 +143,7 @@ def test_terminate_cancels_without_retry(trial: TrialStack, client: DagsterClien
     wf_id, run_id, pid = _paused_in_s2(trial, client, "term")
     client.terminate(run_id)
     wait_for("CANCELED", lambda: _status(trial, run_id) == "CANCELED", 20)
-    wait_for("the worker to exit", lambda: workers.start_ticks(pid) is None, 10)
+    wait_for("the worker to exit", lambda: run_workers.start_ticks(pid) is None, 10)
     assert [r.status for r in _group(trial, wf_id)] == ["CANCELED"]
     assert _marks(trial, wf_id) == {"s1": 1}
 
@@ -161,7 +162,7 @@ def test_pool_sigkill_fails_in_flight_runs_and_retries(trial: TrialStack, client
     wf_id, run_id, pid = _paused_in_s2(trial, client, "pkill")
     trial.kill("pool")  # the whole process group: the pool and its workers, like a crash
     t0 = time.monotonic()
-    wait_for("its worker to die with it", lambda: workers.start_ticks(pid) is None, 10)
+    wait_for("its worker to die with it", lambda: run_workers.start_ticks(pid) is None, 10)
     trial.start_pool()
     wait_for("run monitoring to fail the orphaned run", lambda: _status(trial, run_id) == "FAILURE",
              POOL_DEATH_BOUND_S, 0.1)

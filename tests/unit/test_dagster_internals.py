@@ -4,7 +4,7 @@ import inspect
 
 import dagster
 
-from pipelines import dagster_internals as di
+from pipelines.orchestration import dagster_internals as di
 
 
 def test_pinned_version_is_installed() -> None:

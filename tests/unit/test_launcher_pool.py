@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.dagster_internals import DagsterLaunchFailedError, LaunchRunContext
 from pipelines.launcher import pool as pool_mod
 from pipelines.launcher.launcher import WarmPoolRunLauncher
 from pipelines.launcher.protocol import read_line, worker_of
 from pipelines.launcher.version import code_version
+from pipelines.orchestration.dagster_internals import DagsterLaunchFailedError, LaunchRunContext
 
 
 def _pool(tmp_path: Path) -> pool_mod.Pool:

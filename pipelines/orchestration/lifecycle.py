@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.dagster_runs import APP_RUN_TAG
-from pipelines.repo import Run
+from pipelines.orchestration.dagster_runs import APP_RUN_TAG
+from pipelines.store.repo import Run
 
 INTENT_JOB = "intent_job"
 TRACE_TAG = "app/trace_id"

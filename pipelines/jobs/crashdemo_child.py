@@ -1,7 +1,7 @@
 """One crashdemo execution in this process (used by the scheduled soak): with a crash point the
 process SIGKILLs itself there, exactly like a crashed run worker.
 
-    python -m scripts.crashdemo_child <wf_id> <crash_at>     (APP_DATABASE_URL set)
+    python -m pipelines.jobs.crashdemo_child <wf_id> <crash_at>     (APP_DATABASE_URL set)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import sys
 
 from pipelines.jobs.crashdemo import crashdemo
-from pipelines.launching import crashdemo_run_config
+from pipelines.orchestration.lifecycle import crashdemo_run_config
 from pipelines.resources.app_db import AppDatabase
 
 

@@ -21,9 +21,10 @@ from collections.abc import Callable
 import psycopg
 from dagster import DagsterInstance, DagsterRunStatus
 
-from pipelines import dagster_runs, workers
-from pipelines.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
-from pipelines.dagster_runs import RELAUNCHED_TAG
+from pipelines.orchestration import dagster_runs
+from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
+from pipelines.orchestration.dagster_runs import RELAUNCHED_TAG
+from pipelines.store import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ RELAUNCH_WINDOW_S = 3600.0
 
 def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s: float) -> str | None:
     """Why the run's worker is gone, or None when it is (or may be) alive."""
-    worker = workers.lookup(conn, run_id)
+    worker = run_workers.lookup(conn, run_id)
     if worker is None:
         if started is not None and time.time() - started > grace_s:
             return f"no worker registered {grace_s:.0f}s after the run started"
@@ -41,7 +42,7 @@ def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s:
     host, pid, ticks = worker
     if host != socket.gethostname():
         return None  # another host's process: not ours to judge
-    if workers.is_alive(pid, ticks):
+    if run_workers.is_alive(pid, ticks):
         return None
     return f"run worker pid {pid} on {host} is gone"
 

@@ -7,8 +7,8 @@ import os
 import psycopg
 from psycopg import sql
 
-from pipelines import localdb
 from pipelines.settings import Settings, database_name, sqlalchemy_psycopg2, with_database
+from pipelines.store import localdb
 
 
 def app_url(settings: Settings) -> str:

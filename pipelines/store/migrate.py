@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.db import connect
 from pipelines.settings import REPO_ROOT
+from pipelines.store.db import connect
 
 SQL_DIR = REPO_ROOT / "sql"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
