@@ -11,32 +11,14 @@ from typing import Any
 import psycopg
 
 import contracts
-from pipelines.orchestration import dagster_runs
-from pipelines.store import repo
-
-_WAITING = {"QUEUED", "NOT_STARTED", "STARTING", "MANAGED"}
-
-
-def status(run: repo.Run, group: list[dagster_runs.DagsterRun]) -> str:
-    if not group:
-        return "canceled" if run.canceled_at else "queued"
-    last = group[-1]
-    if last.status == "SUCCESS":
-        return "succeeded"
-    if last.status in ("CANCELED", "CANCELING"):
-        return "canceled"
-    if last.status == "FAILURE":
-        if last.retry_pending:
-            return "retrying"
-        return "canceled" if run.canceled_at else "failed"
-    if last.status in _WAITING:
-        return "retrying" if last.retry_number > 0 else "queued"
-    return "running"
+from pipelines.jobs.intent import STEPS
+from pipelines.orchestration import dagster_runs, lifecycle
+from pipelines.store import checkpoint, repo
 
 
 def _steps(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for name in repo.INTENT_STEPS:
+    for name in STEPS:
         row = rows.get(name)
         out.append({"name": name, "status": row["status"] if row else "pending",
                     "attempts": int(row["attempts"]) if row else 0})
@@ -67,11 +49,11 @@ def _sandbox(rows: dict[str, dict[str, Any]], detected: dict[str, Any]) -> dict[
 def build(app_conn: psycopg.Connection, dagster_conn: psycopg.Connection, run: repo.Run, *,
           dagster_ui_url: str, sandbox_status: dict[str, Any]) -> dict[str, Any]:
     group = dagster_runs.run_group(dagster_conn, run.run_id)
-    rows = repo.steps(app_conn, run.run_id)
+    rows = checkpoint.steps(app_conn, run.run_id)
     view = {
         "runId": run.run_id,
         "intentId": run.intent_id,
-        "status": status(run, group),
+        "status": lifecycle.status(run, group),
         "traceId": run.trace_id,
         "createdAt": run.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "steps": _steps(rows),

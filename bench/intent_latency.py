@@ -22,7 +22,7 @@ import httpx
 from dagster import instance_for_test
 
 from pipelines.definitions import defs
-from pipelines.orchestration.lifecycle import intent_run_config
+from pipelines.jobs.intent import run_config as intent_run_config
 from pipelines.resources.app_db import AppDatabase
 from pipelines.settings import REPO_ROOT, load, sqlalchemy_psycopg2
 from pipelines.store import db, localdb

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterUnavailable
-from pipelines.orchestration.lifecycle import crashdemo_run_config
 from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import db, localdb, run_workers
 from scripts import stack

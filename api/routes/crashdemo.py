@@ -12,9 +12,8 @@ from api.deps import StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import respond
-from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
-from pipelines.orchestration.dagster_runs import APP_RUN_TAG
-from pipelines.orchestration.lifecycle import crashdemo_run_config
+from pipelines.jobs.crashdemo import CRASHDEMO
+from pipelines.orchestration import lifecycle
 
 router = APIRouter(tags=["crashdemo"])
 WfQuery = Annotated[str, Query(description="workflow id", max_length=128)]
@@ -28,10 +27,10 @@ def start_crashdemo(wf: WfQuery, st: StateDep) -> JSONResponse:
     with st.app_pool.connection() as conn:
         if conn.execute("SELECT 1 FROM app.workflow_runs WHERE wf_id = %s", (wf,)).fetchone():
             raise ApiError(409, "conflict", f"workflow {wf} already exists")
-    try:
-        dagster_run_id = st.dagster.launch("crashdemo", crashdemo_run_config(wf), {APP_RUN_TAG: wf})
-    except (DagsterUnavailable, DagsterRejected) as exc:
-        raise ApiError(503, "unavailable", f"Dagster could not launch the run: {exc}") from exc
+    with st.dagster_pool.connection() as dconn:
+        dagster_run_id = lifecycle.create_root(dconn, st.dagster, CRASHDEMO, wf)
+    if dagster_run_id is None:
+        raise ApiError(503, "unavailable", "Dagster could not launch the run; try again")
     with st.app_pool.connection() as conn:
         conn.execute("INSERT INTO app.workflow_runs (wf_id) VALUES (%s) ON CONFLICT DO NOTHING", (wf,))
     return respond("crashdemo-started", {"wf": wf, "dagsterRunId": dagster_run_id}, 202)

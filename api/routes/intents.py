@@ -1,21 +1,18 @@
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.body import check_id, idempotency_key, json_body
-from api.deps import AppState, StateDep, WriteGuard
+from api.deps import StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import not_found, respond
-from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
-from pipelines.orchestration.lifecycle import INTENT_JOB, intent_run_config, launch_tags
+from pipelines.jobs.intent import INTENT
+from pipelines.orchestration import lifecycle
 from pipelines.store import repo
 
-log = logging.getLogger("api")
 router = APIRouter(tags=["intents"])
 _WRITE_ERRORS = {400: "error", 401: "error", 409: "error", 413: "error", 415: "error"}
 
@@ -50,7 +47,7 @@ async def run_intent(intent_id: str, request: Request, st: StateDep) -> JSONResp
 
     def write_then_launch() -> str:
         # Outbox: the run row commits first; a launch that fails here is retried by the
-        # reconciler sensor, so an accepted run is never lost.
+        # reconciler sensor, so an accepted run is never lost (nor launched twice: lifecycle).
         with st.app_pool.connection() as conn, conn.transaction():
             if repo.get_intent(conn, intent_id) is None:
                 raise not_found("intent", intent_id)
@@ -60,21 +57,8 @@ async def run_intent(intent_id: str, request: Request, st: StateDep) -> JSONResp
             except repo.IdempotencyConflict:
                 raise ApiError(409, "idempotency_conflict",
                                "this Idempotency-Key was used with a different request") from None
-        launch(st, run_id)
+        with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
+            lifecycle.launch(conn, dconn, st.dagster, INTENT, run_id)
         return run_id
 
     return respond("run-accepted", {"runId": await run_in_threadpool(write_then_launch)}, 202)
-
-
-def launch(st: AppState, run_id: str) -> None:
-    """Launch the run's Dagster run unless it has one; the row lock keeps the reconciler off it."""
-    with st.app_pool.connection() as conn, conn.transaction():
-        run = repo.get_run(conn, run_id, for_update=True)
-        if run is None or run.launched_at or run.canceled_at:
-            return
-        try:
-            st.dagster.launch(INTENT_JOB, intent_run_config(run_id), launch_tags(run))
-        except (DagsterUnavailable, DagsterRejected) as exc:
-            log.warning("launch of %s deferred to the reconciler: %s", run_id, exc)
-            return
-        repo.mark_launched(conn, run_id)

@@ -12,13 +12,12 @@ from api.deps import AppState, StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import not_found, respond
-from pipelines.orchestration import dagster_runs
+from pipelines.orchestration import lifecycle
 from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
 from pipelines.store import repo
 
 router = APIRouter(tags=["runs"])
 MAX_WAIT_S = 30.0
-_FINAL = {"succeeded", "failed", "canceled"}
 
 
 def _view(st: AppState, run_id: str) -> dict:
@@ -42,41 +41,26 @@ def get_run(run_id: str, st: StateDep,
     view = _view(st, run_id)
     first = view["status"]
     # Re-read when Dagster stores an event for a run of the group (api/run_events.py).
-    while view["status"] == first and first not in _FINAL and (left := deadline - time.monotonic()) > 0:
+    while view["status"] == first and first not in lifecycle.FINAL and (left := deadline - time.monotonic()) > 0:
         st.run_events.wait((r["runId"] for r in view["dagsterRuns"]), since, left)
         since = st.run_events.mark()
         view = _view(st, run_id)
     return respond("run-view", view)
 
 
-def _group(st: AppState, run_id: str) -> tuple[repo.Run, list[dagster_runs.DagsterRun]]:
-    with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
-        run = repo.get_run(conn, run_id)
-        if run is None:
-            raise not_found("run", run_id)
-        return run, dagster_runs.run_group(dconn, run_id)
-
-
 @router.post("/runs/{run_id}/cancel", dependencies=[WriteGuard],
              openapi_extra=io(responses={202: "run-accepted", 400: "error", 401: "error", 404: "error", 409: "error"}))
 def cancel_run(run_id: str, st: StateDep) -> JSONResponse:
     check_id(run_id, "run")
-    with st.app_pool.connection() as conn, conn.transaction():
-        run = repo.get_run(conn, run_id, for_update=True)
-        if run is None:
-            raise not_found("run", run_id)
-        with st.dagster_pool.connection() as dconn:
-            group = dagster_runs.run_group(dconn, run_id)
-        if group and group[-1].status == "SUCCESS":
-            raise ApiError(409, "conflict", f"run {run_id} already succeeded")
-        repo.mark_canceled(conn, run_id)
-    if group and group[-1].status not in ("SUCCESS", "FAILURE", "CANCELED"):
+    with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
         try:
-            st.dagster.terminate(group[-1].run_id)
+            lifecycle.cancel(conn, dconn, st.dagster, run_id)
+        except LookupError:
+            raise not_found("run", run_id) from None
+        except lifecycle.Conflict as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
         except DagsterUnavailable as exc:
             raise ApiError(503, "unavailable", f"cancel recorded; Dagster could not be reached: {exc}") from exc
-        except DagsterRejected:
-            pass  # finished meanwhile; the recorded cancel stops any retry
     return respond("run-accepted", {"runId": run_id}, 202)
 
 
@@ -86,13 +70,15 @@ def cancel_run(run_id: str, st: StateDep) -> JSONResponse:
 def resume_run(run_id: str, st: StateDep) -> JSONResponse:
     """Re-execute from failure: only the steps that did not finish run again, under the same app run id."""
     check_id(run_id, "run")
-    run, group = _group(st, run_id)
-    if run.canceled_at or not group or group[-1].status != "FAILURE" or group[-1].retry_pending:
-        raise ApiError(409, "conflict", f"run {run_id} is not a failed run that can be resumed")
-    try:
-        st.dagster.reexecute_from_failure(group[-1].run_id)
-    except DagsterUnavailable as exc:
-        raise ApiError(503, "unavailable", f"Dagster could not be reached: {exc}") from exc
-    except DagsterRejected as exc:
-        raise ApiError(409, "conflict", f"Dagster refused the re-execution: {exc}") from exc
+    with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
+        try:
+            lifecycle.resume(conn, dconn, st.dagster, run_id)
+        except LookupError:
+            raise not_found("run", run_id) from None
+        except lifecycle.Conflict as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        except DagsterUnavailable as exc:
+            raise ApiError(503, "unavailable", f"Dagster could not be reached: {exc}") from exc
+        except DagsterRejected as exc:
+            raise ApiError(409, "conflict", f"Dagster refused the re-execution: {exc}") from exc
     return respond("run-accepted", {"runId": run_id}, 202)

@@ -13,11 +13,13 @@ SIGKILLs itself there. Either happens on the first attempt only, so the retry ca
 import os
 import signal
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
-from dagster import Config, Failure, In, Nothing, OpExecutionContext, Out, in_process_executor, job, op
+from dagster import Config, In, Nothing, OpExecutionContext, Out, in_process_executor, job, op
 
+from pipelines.jobs.steps import checkpointed
+from pipelines.orchestration.lifecycle import JobTarget
 from pipelines.resources.app_db import AppDatabase
 from pipelines.store import checkpoint
 
@@ -37,7 +39,7 @@ class S2Config(Config):
     fail_always: bool = False
 
 
-def _mark(wf_id: str, step: str, dagster_run_id: str):
+def _mark(wf_id: str, step: str, dagster_run_id: str) -> checkpoint.Effect:
     def effect(conn: psycopg.Connection) -> None:
         # Deliberately no ON CONFLICT: a second mark must fail loudly, never dedupe silently.
         conn.execute(
@@ -62,39 +64,46 @@ def _crash_point(context: OpExecutionContext, point: str, pause_s: float) -> Non
 @op(out=Out(Nothing))
 def s1(context: OpExecutionContext, config: S1Config, app_db: AppDatabase) -> None:
     with app_db.connection() as conn:
-        attempt = checkpoint.begin(conn, run_id=config.wf_id, step="s1", dagster_run_id=context.run_id)
-        if attempt.done:
-            context.log.info(f"s1 already committed for {config.wf_id}; not re-applied")
-            return
         mark = _mark(config.wf_id, "s1", context.run_id)
 
         def effect(c: psycopg.Connection) -> None:
             c.execute("INSERT INTO app.workflow_runs (wf_id) VALUES (%s) ON CONFLICT DO NOTHING", (config.wf_id,))
             mark(c)
 
-        checkpoint.commit(conn, run_id=config.wf_id, step="s1", output={"marked": "s1"}, effect=effect)
+        checkpointed(context, conn, run_id=config.wf_id, step="s1", work=lambda _attempt: ({"marked": "s1"}, effect))
 
 
 @op(ins={"after_s1": In(Nothing)})
 def s2(context: OpExecutionContext, config: S2Config, app_db: AppDatabase) -> None:
-    with app_db.connection() as conn:
-        attempt = checkpoint.begin(conn, run_id=config.wf_id, step="s2", dagster_run_id=context.run_id)
-        if attempt.done:
-            context.log.info(f"s2 already committed for {config.wf_id}; not re-applied")
-            return
+    first = False
+
+    def work(attempt: int) -> tuple[dict[str, Any], checkpoint.Effect]:
+        nonlocal first
         if config.fail_always:
-            checkpoint.fail(conn, run_id=config.wf_id, step="s2", error="fail_always is set")
-            raise Failure(description=f"s2 fails on purpose (attempt {attempt.attempt})")
-        first = attempt.attempt == 1
+            raise checkpoint.StepError("fail_always", "s2 fails on purpose (fail_always is set)")
+        first = attempt == 1
         if first and config.crash_at == "s2_before_commit":
             _crash_point(context, config.crash_at, config.pause_s)
-        checkpoint.commit(
-            conn, run_id=config.wf_id, step="s2", output={"marked": "s2"}, effect=_mark(config.wf_id, "s2", context.run_id)
-        )
-        if first and config.crash_at == "s2_after_commit":
-            _crash_point(context, config.crash_at, config.pause_s)
+        return {"marked": "s2"}, _mark(config.wf_id, "s2", context.run_id)
+
+    with app_db.connection() as conn:
+        checkpointed(context, conn, run_id=config.wf_id, step="s2", work=work)
+    if first and config.crash_at == "s2_after_commit":
+        _crash_point(context, config.crash_at, config.pause_s)
 
 
 @job(executor_def=in_process_executor, tags=RETRY_TAGS)
 def crashdemo() -> None:
     s2(s1())
+
+
+def run_config(wf_id: str, crash_at: str = "none", pause_s: float = 0.0, fail_always: bool = False) -> dict[str, Any]:
+    return {
+        "ops": {
+            "s1": {"config": {"wf_id": wf_id}},
+            "s2": {"config": {"wf_id": wf_id, "crash_at": crash_at, "pause_s": pause_s, "fail_always": fail_always}},
+        }
+    }
+
+
+CRASHDEMO = JobTarget(name=crashdemo.name, run_config=run_config)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from pipelines.jobs.crashdemo import crashdemo
-from pipelines.orchestration.lifecycle import crashdemo_run_config
+from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
 from pipelines.resources.app_db import AppDatabase
 
 

@@ -25,78 +25,70 @@ from dagster import (
     op,
 )
 
+from pipelines.jobs.steps import checkpointed
 from pipelines.oc.errors import OCError
 from pipelines.oc.resource import OCProducer
+from pipelines.orchestration.lifecycle import JobTarget
 from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.errors import SandboxError
 from pipelines.store import checkpoint, repo
 
 RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"}
 PLAN_KEY, SANDBOX_KEY, RESULT_KEY = ["intent", "plan"], ["intent", "sandbox"], ["intent", "result"]
+# The steps in the order the RunView lists them (checkpoint names, not op names).
+STEPS = ("oc", "sandbox", "persist")
 
 
 class IntentRunConfig(Config):
     run_id: str
 
 
-def _load(conn: psycopg.Connection, run_id: str) -> tuple[repo.Run, dict[str, Any]]:
+def _load_run(conn: psycopg.Connection, run_id: str) -> repo.Run:
     run = repo.get_run(conn, run_id)
     if run is None:
         raise Failure(description=f"app run {run_id} does not exist", allow_retries=False)
     if run.canceled_at is not None:
         raise Failure(description=f"app run {run_id} was canceled", allow_retries=False)
-    intent = repo.get_intent(conn, run.intent_id)
-    assert intent is not None  # foreign key
-    return run, intent
+    return run
 
 
 def _ids(run: repo.Run) -> dict[str, Any]:
     return {"intent_id": run.intent_id, "app_run_id": run.run_id, "trace_id": run.trace_id or ""}
 
 
-def _begin(context: OpExecutionContext, conn: psycopg.Connection, run: repo.Run, step: str) -> checkpoint.Attempt:
-    attempt = checkpoint.begin(conn, run_id=run.run_id, step=step, dagster_run_id=context.run_id)
-    context.log.info(f"trace={run.trace_id} run={run.run_id} step={step} attempt={attempt.attempt}"
-                     + (" (checkpoint found: not redone)" if attempt.done else ""))
-    return attempt
-
-
-def _checkpoint(conn: psycopg.Connection, run_id: str, step: str) -> dict[str, Any]:
+def _upstream(conn: psycopg.Connection, run_id: str, step: str) -> dict[str, Any]:
     """An upstream step's committed output: ops pass data through Postgres, not Dagster's IO
     manager (pickles under DAGSTER_HOME would tie a retry to the host that wrote them)."""
-    row = repo.steps(conn, run_id).get(step)
-    if row is None or row["status"] != "succeeded":
+    output = checkpoint.output(conn, run_id, step)
+    if output is None:
         raise Failure(description=f"step {step} of {run_id} has no committed output", allow_retries=False)
-    return dict(row["output"])
+    return output
 
 
 @op(out=Out(Nothing))
 def oc_plan(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDatabase,
             oc: OCProducer) -> Iterator[Any]:
     with app_db.connection() as conn:
-        run, intent = _load(conn, config.run_id)
-        attempt = _begin(context, conn, run, "oc")
-        output = attempt.output
-        if output is None:
+        run = _load_run(conn, config.run_id)
+
+        def work(_attempt: int) -> tuple[dict[str, Any], checkpoint.Effect]:
+            intent = repo.get_intent(conn, run.intent_id)
+            assert intent is not None  # foreign key
             oc_options = run.options.get("oc", {})
             try:
-                result = oc.produce(intent, mode=oc_options.get("mode"), seed=oc_options.get("seed"))
+                produced = oc.produce(intent, mode=oc_options.get("mode"), seed=oc_options.get("seed")).as_dict()
             except OCError as exc:
-                checkpoint.fail(conn, run_id=run.run_id, step="oc", error=f"{exc.kind}: {exc.detail}")
-                raise Failure(description=f"OC producer failed ({exc.kind})",
-                              metadata={"kind": exc.kind, "detail": (exc.detail or "")[:2000]}) from exc
-            produced = result.as_dict()
+                raise checkpoint.StepError(exc.kind, exc.detail or "") from exc
+            plan = repo.canonical_json(produced["plan"])
+            return produced, lambda c: repo.insert_artifact(c, run_id=run.run_id, step="oc", name="plan.json",
+                                                            content=plan)
 
-            def effect(c: psycopg.Connection) -> None:
-                repo.insert_artifact(c, run_id=run.run_id, step="oc", name="plan.json",
-                                     content=repo.canonical_json(produced["plan"]))
-
-            output, _ = checkpoint.commit(conn, run_id=run.run_id, step="oc", output=produced, effect=effect)
-    meta = output["meta"]
+        step = checkpointed(context, conn, run_id=run.run_id, step="oc", work=work, trace_id=run.trace_id)
+    output, meta = step.output, step.output["meta"]
     yield AssetMaterialization(asset_key=PLAN_KEY, description=output["plan"]["summary"], metadata={
         **_ids(run), "oc_mode": meta["mode"], "oc_model": meta["model"] or "", "oc_provider": meta["provider"],
         "fixture_key": meta["fixtureKey"], "commands": len(output["plan"]["commands"]),
-        "reused_checkpoint": attempt.done,
+        "reused_checkpoint": step.reused,
     })
 
 
@@ -106,11 +98,10 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterato
     app_db: AppDatabase = context.resources.app_db
     sandbox = context.resources.sandbox
     with app_db.connection() as conn:
-        run, _ = _load(conn, config.run_id)
-        attempt = _begin(context, conn, run, "sandbox")
-        output = attempt.output
-        if output is None:
-            plan = _checkpoint(conn, run.run_id, "oc")["plan"]
+        run = _load_run(conn, config.run_id)
+
+        def work(_attempt: int) -> tuple[dict[str, Any], checkpoint.Effect]:
+            plan = _upstream(conn, run.run_id, "oc")["plan"]
             results = []
             for command in plan["commands"]:
                 job_spec = {"command": command["run"], "files": plan["files"], "timeout_ms": command["timeoutMs"],
@@ -118,9 +109,7 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterato
                 try:
                     results.append({"name": command["name"], "result": sandbox.run(job_spec)})
                 except SandboxError as exc:
-                    checkpoint.fail(conn, run_id=run.run_id, step="sandbox", error=str(exc))
-                    raise Failure(description=f"sandbox could not run {command['name']!r}: {exc}") from exc
-            computed = {"results": results}
+                    raise checkpoint.StepError("sandbox_error", f"could not run {command['name']!r}: {exc}") from exc
 
             def effect(c: psycopg.Connection) -> None:
                 for item in results:
@@ -133,27 +122,28 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterato
                             repo.insert_artifact(c, run_id=run.run_id, step="sandbox", name=f"{base}/files/{f['path']}",
                                                  content=f["content"].encode())
 
-            output, _ = checkpoint.commit(conn, run_id=run.run_id, step="sandbox", output=computed, effect=effect)
-    results = output["results"]
+            return {"results": results}, effect
+
+        step = checkpointed(context, conn, run_id=run.run_id, step="sandbox", work=work, trace_id=run.trace_id)
+    results = step.output["results"]
     backends = sorted({r["result"]["isolation"]["backend"] for r in results})
     yield AssetMaterialization(asset_key=SANDBOX_KEY, metadata={
         **_ids(run), "exit_codes": ",".join(str(r["result"]["exitCode"]) for r in results),
         "duration_ms": sum(r["result"]["durationMs"] for r in results),
         "isolation_backend": ",".join(backends),
         "file_count": sum(len(r["result"]["files"]) for r in results),
-        "reused_checkpoint": attempt.done,
+        "reused_checkpoint": step.reused,
     })
 
 
 @op(ins={"after_sandbox": In(Nothing)}, out=Out(Nothing))
 def persist(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDatabase) -> Iterator[Any]:
     with app_db.connection() as conn:
-        run, _ = _load(conn, config.run_id)
-        attempt = _begin(context, conn, run, "persist")
-        output = attempt.output
-        if output is None:
-            planned = _checkpoint(conn, run.run_id, "oc")
-            executed = _checkpoint(conn, run.run_id, "sandbox")
+        run = _load_run(conn, config.run_id)
+
+        def work(_attempt: int) -> tuple[dict[str, Any], checkpoint.Effect]:
+            planned = _upstream(conn, run.run_id, "oc")
+            executed = _upstream(conn, run.run_id, "sandbox")
             summary = {
                 "runId": run.run_id, "intentId": run.intent_id, "traceId": run.trace_id,
                 "plan": planned["plan"]["summary"], "oc": planned["meta"],
@@ -162,19 +152,25 @@ def persist(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDat
                               "backend": r["result"]["isolation"]["backend"]} for r in executed["results"]],
             }
             document = repo.canonical_json(summary)
+            return {"sha256": repo.sha256(document)}, lambda c: repo.insert_artifact(
+                c, run_id=run.run_id, step="persist", name="result.json", content=document)
 
-            def effect(c: psycopg.Connection) -> None:
-                repo.insert_artifact(c, run_id=run.run_id, step="persist", name="result.json", content=document)
-
-            output, _ = checkpoint.commit(conn, run_id=run.run_id, step="persist",
-                                          output={"sha256": repo.sha256(document)}, effect=effect)
+        step = checkpointed(context, conn, run_id=run.run_id, step="persist", work=work, trace_id=run.trace_id)
         artifact_count = len(repo.artifacts(conn, run.run_id))
     yield AssetMaterialization(asset_key=RESULT_KEY, metadata={
-        **_ids(run), "artifacts": artifact_count, "result_sha256": output["sha256"],
-        "reused_checkpoint": attempt.done,
+        **_ids(run), "artifacts": artifact_count, "result_sha256": step.output["sha256"],
+        "reused_checkpoint": step.reused,
     })
 
 
 @job(executor_def=in_process_executor, tags=RETRY_TAGS)
 def intent_job() -> None:
     persist(sandbox_run(oc_plan()))
+
+
+def run_config(run_id: str) -> dict[str, Any]:
+    """Every op of the job gets the app run id (from the job's own nodes, not a hand-kept list)."""
+    return {"ops": {node.name: {"config": {"run_id": run_id}} for node in intent_job.nodes}}
+
+
+INTENT = JobTarget(name=intent_job.name, run_config=run_config)

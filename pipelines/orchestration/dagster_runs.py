@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import psycopg
 
 APP_RUN_TAG = "app/run_id"
+PARENT_RUN_TAG = "dagster/parent_run_id"
+# A run's tags as stored in its serialized body (the expression of the one-root index).
+RUN_TAGS_SQL = "(run_body::jsonb -> 'tags')"
+ONE_ROOT_INDEX = "harness_one_root_run_per_app_run"
 RELAUNCHED_TAG = "harness/relaunched_as"
 # The retry daemon's engine event when it cannot launch a retry (matched in the serialized event).
 RETRY_LAUNCH_FAILED_LIKE = '%"Failed to retry run"%'
@@ -69,6 +73,16 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
                    will_retry=None if r[6] is None else r[6] == "true", retry_launch_failed=bool(r[7]), created_at=float(r[8]))
         for r in rows
     ]
+
+
+def root_run(conn: psycopg.Connection, app_run_id: str) -> str | None:
+    """The Dagster run id of the app run's root run (there is at most one: ONE_ROOT_INDEX)."""
+    # The index's own expression and predicate, literally, so the planner uses it.
+    row = conn.execute(
+        f"SELECT run_id FROM runs WHERE {RUN_TAGS_SQL} ->> '{APP_RUN_TAG}' = %s AND NOT ({RUN_TAGS_SQL} ? '{PARENT_RUN_TAG}')",
+        (app_run_id,),
+    ).fetchone()
+    return row[0] if row else None
 
 
 def status(conn: psycopg.Connection, dagster_run_id: str) -> str | None:

@@ -8,6 +8,13 @@ after the event inserts themselves (measured with ``log_min_duration_statement``
 A column, once added, stays: a positive answer is cached for the storage's life; a negative one
 is asked again every time, so ``dagster instance migrate`` is picked up without a restart.
 
+It also owns the one constraint that makes launching an app run idempotent: at most one *root*
+run (a run that is no re-execution of another) per ``app/run_id`` tag, a unique partial index
+on the ``runs`` table, created with the tables. Dagster's GraphQL ``launchRun`` cannot be given a
+run id, so the uniqueness is stated on what a launch does write: a second root for the same app
+run fails at its insert (``DagsterRunAlreadyExists``) whoever launches it and whatever failed
+before (pipelines.orchestration.lifecycle).
+
 Configured in ``dagster_home/dagster.yaml`` as ``run_storage``; event log and schedule storage
 stay dagster-postgres's own.
 """
@@ -17,14 +24,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from dagster_postgres import PostgresRunStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+from pipelines.orchestration.dagster_runs import APP_RUN_TAG, ONE_ROOT_INDEX, PARENT_RUN_TAG, RUN_TAGS_SQL
+
+# Roots only: Dagster tags every re-execution and retry with its parent run id.
+_ONE_ROOT = (f"CREATE UNIQUE INDEX IF NOT EXISTS {ONE_ROOT_INDEX} ON runs (({RUN_TAGS_SQL} ->> '{APP_RUN_TAG}')) "
+             f"WHERE NOT ({RUN_TAGS_SQL} ? '{PARENT_RUN_TAG}')")
 
 
 class SchemaCachingPostgresRunStorage(PostgresRunStorage):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._present: set[str] = set()  # before super().__init__, which may already ask
         super().__init__(*args, **kwargs)
+        self._ensure_one_root_per_app_run()
+
+    def _ensure_one_root_per_app_run(self) -> None:
+        with self.connect() as conn:
+            if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": ONE_ROOT_INDEX}).scalar() is not None:
+                return
+            try:
+                conn.execute(sa.text(_ONE_ROOT))
+            except sa.exc.IntegrityError as exc:  # roots launched twice before this index existed
+                raise RuntimeError(f"cannot create {ONE_ROOT_INDEX}: some app runs already have two root "
+                                   f"Dagster runs (tag {APP_RUN_TAG}); resolve them first: {exc.orig}") from exc
+            except sa.exc.ProgrammingError:  # another process created it at the same moment
+                if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": ONE_ROOT_INDEX}).scalar() is None:
+                    raise
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> SchemaCachingPostgresRunStorage:

@@ -1,30 +1,26 @@
-"""The reconciler: launch every committed app run that has no Dagster run yet.
+"""The reconciler: launch every committed app run whose launch was never recorded.
 
-Covers an API crash between commit and launch and a webserver outage. ``run_key`` = app run id
-makes Dagster create at most one run per key for this sensor, and runs the API launched are found
-by their ``app/run_id`` tag first, so no accepted run is lost and none is launched twice.
+Covers an API crash between commit and launch and a webserver outage: the daemon creates these
+runs itself (a RunRequest, ``run_key`` = app run id), so it works with the webserver down. Which
+runs need it is decided by the run lifecycle from Dagster's run table, and the run storage holds
+at most one root run per app run, so a run the API or a client's retry launched meanwhile is
+never launched twice (pipelines/orchestration/lifecycle.py).
 """
 
-from dagster import DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SkipReason, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
 
-from pipelines.jobs.intent import intent_job
-from pipelines.orchestration.dagster_runs import APP_RUN_TAG
-from pipelines.orchestration.lifecycle import LAUNCH_GRACE_S, intent_run_config, launch_tags
-from pipelines.sensors.databases import app_connection
-from pipelines.store import repo
+from pipelines.jobs.intent import INTENT, intent_job
+from pipelines.orchestration import lifecycle
+from pipelines.sensors.databases import app_connection, dagster_connection
 
 
 @sensor(job=intent_job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
 def intent_outbox(context: SensorEvaluationContext) -> list[RunRequest] | SkipReason:
-    requests = []
-    with app_connection() as conn, conn.transaction():
-        for run in repo.unlaunched_runs(conn, older_than_s=LAUNCH_GRACE_S):
-            if context.instance.get_run_ids(RunsFilter(tags={APP_RUN_TAG: run.run_id}), limit=1):
-                repo.mark_launched(conn, run.run_id)
-                continue
-            requests.append(RunRequest(run_key=run.run_id, run_config=intent_run_config(run.run_id), tags=launch_tags(run)))
-    if not requests:
+    with app_connection() as conn, dagster_connection() as dconn:
+        pending = lifecycle.reconcile(conn, dconn)
+    if not pending:
         return SkipReason("every committed run has a Dagster run")
-    context.log.info(f"launching {len(requests)} committed run(s) the API did not: "
-                     + ", ".join(str(r.run_key) for r in requests))
-    return requests
+    context.log.info(f"launching {len(pending)} committed run(s) the API did not: "
+                     + ", ".join(run.run_id for run in pending))
+    return [RunRequest(run_key=run.run_id, run_config=INTENT.run_config(run.run_id), tags=lifecycle.launch_tags(run))
+            for run in pending]

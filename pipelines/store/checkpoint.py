@@ -1,8 +1,10 @@
-"""Step checkpoints in ``app.run_steps``: the exactly-once mechanism every op uses.
+"""Step checkpoints in ``app.run_steps``: the exactly-once mechanism every op uses, and the only
+code that touches that table.
 
 A step's effects and the row that marks it succeeded commit in one transaction, keyed by the
 app-level run id (shared by every Dagster run of a run group). A retry or re-execution finds the
-succeeded row and returns its output instead of redoing the work.
+succeeded row and returns its output instead of redoing the work. ``run_step`` is the whole
+begin → reuse → work → fail | commit-with-effect sequence; ops state only their step, work and effect.
 """
 
 from __future__ import annotations
@@ -12,11 +14,32 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pipelines import clock
 
 Effect = Callable[[psycopg.Connection], None]
+# A step's work, given its attempt number: its output and the effect to commit with it (None: the
+# output is the only effect).
+Work = Callable[[int], tuple[dict[str, Any], Effect | None]]
+
+
+class StepError(Exception):
+    """The step's work failed for a reason worth recording: ``kind`` and ``message`` go into its row."""
+
+    def __init__(self, kind: str, message: str, *, retryable: bool = True):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class StepResult:
+    output: dict[str, Any]
+    attempt: int
+    reused: bool  # the checkpoint of an earlier execution: the work was not done again
 
 
 @dataclass(frozen=True)
@@ -87,3 +110,39 @@ def fail(conn: psycopg.Connection, *, run_id: str, step: str, error: str) -> Non
         " AND status <> 'succeeded'",
         (error[:4000], run_id, step),
     )
+
+
+def run_step(conn: psycopg.Connection, *, run_id: str, step: str, dagster_run_id: str, work: Work) -> StepResult:
+    """Do ``step`` of ``run_id`` at most once: reuse its checkpoint when one committed, else run
+    ``work`` and commit its effect with the checkpoint in one transaction. A StepError from the work
+    is recorded on the step's row and raised again."""
+    attempt = begin(conn, run_id=run_id, step=step, dagster_run_id=dagster_run_id)
+    if attempt.output is not None:
+        return StepResult(output=attempt.output, attempt=attempt.attempt, reused=True)
+    try:
+        output, effect = work(attempt.attempt)
+    except StepError as exc:
+        fail(conn, run_id=run_id, step=step, error=str(exc))
+        raise
+    committed, applied = commit(conn, run_id=run_id, step=step, output=output, effect=effect)
+    return StepResult(output=committed, attempt=attempt.attempt, reused=not applied)
+
+
+def steps(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
+    """Every step row of the run by step name: status, attempts, output, error."""
+    cur = conn.cursor(row_factory=dict_row)
+    rows = cur.execute("SELECT step, status, attempts, output, error FROM app.run_steps WHERE run_id = %s",
+                       (run_id,)).fetchall()
+    return {r["step"]: r for r in rows}
+
+
+def output(conn: psycopg.Connection, run_id: str, step: str) -> dict[str, Any] | None:
+    """The committed output of a step, or None when it has not succeeded."""
+    row = conn.execute("SELECT output FROM app.run_steps WHERE run_id = %s AND step = %s AND status = 'succeeded'",
+                       (run_id, step)).fetchone()
+    return dict(row[0]) if row else None
+
+
+def step_status(conn: psycopg.Connection, run_id: str, step: str) -> str | None:
+    row = conn.execute("SELECT status FROM app.run_steps WHERE run_id = %s AND step = %s", (run_id, step)).fetchone()
+    return row[0] if row else None

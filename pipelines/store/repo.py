@@ -11,12 +11,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pipelines import clock
-
-INTENT_STEPS = ("oc", "sandbox", "persist")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -106,10 +103,13 @@ def create_run(conn: psycopg.Connection, *, run_id: str, intent_id: str, trace_i
     )
 
 
-def get_run(conn: psycopg.Connection, run_id: str, *, for_update: bool = False) -> Run | None:
+def get_run(conn: psycopg.Connection, run_id: str, *, for_update: bool = False,
+            skip_locked: bool = False) -> Run | None:
+    """The run; ``for_update`` locks its row (``skip_locked``: None when another session holds it)."""
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE" if for_update else ""
     row = conn.execute(
         "SELECT run_id, intent_id, trace_id, options, launched_at, canceled_at, created_at FROM app.runs "
-        "WHERE run_id = %s" + (" FOR UPDATE" if for_update else ""),
+        "WHERE run_id = %s" + lock,
         (run_id,),
     ).fetchone()
     return Run(*row) if row else None
@@ -125,25 +125,17 @@ def mark_canceled(conn: psycopg.Connection, run_id: str) -> None:
                  (clock.now(), run_id))
 
 
-def unlaunched_runs(conn: psycopg.Connection, *, older_than_s: float, limit: int = 50) -> list[Run]:
-    """Runs the API committed but may not have launched; rows being launched right now are locked
-    by the API and skipped."""
+def unlaunched_run_ids(conn: psycopg.Connection, *, older_than_s: float, limit: int = 50) -> list[str]:
+    """Runs committed more than ``older_than_s`` ago whose launch was never recorded, oldest first."""
     rows = conn.execute(
         """
-        SELECT run_id, intent_id, trace_id, options, launched_at, canceled_at, created_at FROM app.runs
+        SELECT run_id FROM app.runs
         WHERE launched_at IS NULL AND canceled_at IS NULL AND created_at < %s - make_interval(secs => %s)
-        ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED
+        ORDER BY created_at LIMIT %s
         """,
         (clock.now(), older_than_s, limit),
     ).fetchall()
-    return [Run(*r) for r in rows]
-
-
-def steps(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
-    cur = conn.cursor(row_factory=dict_row)
-    rows = cur.execute("SELECT step, status, attempts, output FROM app.run_steps WHERE run_id = %s",
-                       (run_id,)).fetchall()
-    return {r["step"]: r for r in rows}
+    return [r[0] for r in rows]
 
 
 def artifacts(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:

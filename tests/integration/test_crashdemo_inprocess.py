@@ -4,7 +4,7 @@ import psycopg
 from dagster import DagsterInstance, ReexecutionOptions, execute_job, instance_for_test, reconstructable
 
 from pipelines.jobs import crashdemo as cd
-from pipelines.orchestration.lifecycle import crashdemo_run_config
+from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
 from pipelines.resources.app_db import AppDatabase
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import yaml
+from dagster import instance_for_test
+from dagster._core.errors import DagsterRunAlreadyExists
 from dagster_postgres import PostgresRunStorage
 
+from pipelines.jobs.hello import hello_job
+from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_storage import SchemaCachingPostgresRunStorage
 from pipelines.settings import REPO_ROOT, sqlalchemy_psycopg2
 from tests.conftest import TestDatabases
@@ -35,3 +40,27 @@ def test_present_columns_are_asked_once_absent_ones_every_time(test_databases: T
     monkeypatch.setattr(PostgresRunStorage, "has_backfill_id_column", lambda self: asked.append("bf") or False)
     assert not storage.has_backfill_id_column() and not storage.has_backfill_id_column()
     assert asked == ["stats", "bf", "bf"]
+
+
+def test_at_most_one_root_run_per_app_run(test_databases: TestDatabases) -> None:
+    """The index behind exactly-once launch: a second root of one app run fails at its insert, its
+    retries and re-executions (tagged with their parent) do not."""
+    storage = {"module": "pipelines.orchestration.dagster_storage", "class": SchemaCachingPostgresRunStorage.__name__,
+               "config": {"postgres_url": sqlalchemy_psycopg2(test_databases.dagster_url)}}
+    with instance_for_test(overrides={"run_storage": storage}) as instance:
+        job = hello_job
+        tags = {"app/run_id": "run_one_root"}
+        root = instance.create_run_for_job(job, tags=tags)
+        with pytest.raises(DagsterRunAlreadyExists):
+            instance.create_run_for_job(job, tags=tags)
+        child = instance.create_run_for_job(job, tags={**tags, "dagster/parent_run_id": root.run_id})
+        other = instance.create_run_for_job(job, tags={"app/run_id": "run_another"})
+    with psycopg.connect(test_databases.dagster_url) as conn:
+        assert dagster_runs.root_run(conn, "run_one_root") == root.run_id
+        assert dagster_runs.root_run(conn, "run_another") == other.run_id
+        assert child.run_id != root.run_id
+        conn.execute("SET enable_seqscan = off")  # a handful of rows: show the index is usable at all
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT run_id FROM runs WHERE (run_body::jsonb -> 'tags') ->> 'app/run_id' = 'x' "
+            "AND NOT ((run_body::jsonb -> 'tags') ? 'dagster/parent_run_id')").fetchall())
+    assert dagster_runs.ONE_ROOT_INDEX in plan

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from api.main import build_state, create_app
 from pipelines import clock
 from pipelines.definitions import defs
-from pipelines.orchestration.lifecycle import intent_run_config
+from pipelines.jobs.intent import run_config as intent_run_config
 from pipelines.resources.app_db import AppDatabase
 from pipelines.settings import load, sqlalchemy_psycopg2
 from tests.conftest import TestDatabases, truncate_app_tables

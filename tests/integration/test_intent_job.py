@@ -8,8 +8,8 @@ import pytest
 from dagster import instance_for_test
 
 from pipelines.definitions import defs
+from pipelines.jobs.intent import run_config as intent_run_config
 from pipelines.oc.resource import OCResource
-from pipelines.orchestration.lifecycle import intent_run_config
 from pipelines.settings import sqlalchemy_psycopg2
 from pipelines.store import repo
 from tests.conftest import TestDatabases
@@ -70,7 +70,8 @@ def test_reexecution_after_oc_committed_does_not_call_the_provider_again(
         assert len(provider.requests) == 1
         # A second attempt of the whole job (what a daemon retry or an operator re-execution is).
         second = _job().execute_in_process(run_config=intent_run_config(run_id), instance=instance,
-                                           tags={"app/run_id": run_id}, resources=resources)
+                                           tags={"app/run_id": run_id, "dagster/parent_run_id": first.run_id,
+                                                 "dagster/root_run_id": first.run_id}, resources=resources)
         assert second.success
     assert len(provider.requests) == 1, "the OC provider was called again for a committed step"
     with psycopg.connect(app_db_url) as conn:

@@ -5,14 +5,19 @@ by id), real failures, the reaper sparing live runs, and the outbox reconciler.
 
 import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
-from pipelines.orchestration.dagster_client import DagsterClient
-from pipelines.orchestration.lifecycle import crashdemo_run_config
+from api.main import build_state, create_app
+from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
+from pipelines.orchestration import lifecycle
+from pipelines.orchestration.dagster_client import DagsterClient, DagsterUnavailable
 from pipelines.settings import Settings, load
+from pipelines.store import repo
 from scripts import crashdemo_proof as proof
 from scripts import stack
 from tests.conftest import TEST_DATA_DIR, TestDatabases
@@ -33,8 +38,8 @@ def boot(test_databases: TestDatabases, launcher: str, port: int) -> Iterator[Se
         for var in ("DAGSTER_PORT", "DAGSTER_GRPC_PORT", "API_TOKEN"):
             mp.delenv(var, raising=False)
         settings = load()
-        stack.up(settings)
-        try:
+        try:  # a failed `up` must not leave parts running against the suite's databases
+            stack.up(settings)
             yield settings
         finally:
             stack.down(settings)
@@ -128,6 +133,99 @@ def test_outbox_reconciler_launches_what_the_api_could_not_and_cancel_holds(
     assert len(view["dagsterRuns"]) == 1
     canceled = api.get(f"/runs/{dropped}").json()
     assert canceled["status"] == "canceled" and canceled["dagsterRuns"] == []
+
+
+# ---------------------------------------------------------------- exactly-once launch
+# Each test injects a fault at the exact point where a launch used to be repeated, lets a client
+# retry and the real reconciler sensor tick past its grace period, then counts root runs by tag.
+
+def _roots(dagster_url: str, app_run_id: str) -> list[str]:
+    """Dagster runs of the app run that are no retry or re-execution of another: its roots."""
+    return [r.run_id for r in proof.group(dagster_url, app_run_id) if r.parent_run_id is None]
+
+
+def _reconciler_ticked_after(dagster_url: str, since: float) -> bool:
+    with psycopg.connect(dagster_url) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(timestamp)) FROM job_ticks WHERE tick_body::jsonb ->> 'job_name' = 'intent_outbox'"
+                           ).fetchone()
+    return bool(row and row[0] and float(row[0]) > since)
+
+
+def _settle_once(api: httpx.Client, test_databases: TestDatabases, run_id: str) -> None:
+    """The run succeeds, the reconciler has looked at it after its grace period, one root exists."""
+    assert _wait_final(api, run_id)["status"] == "succeeded"
+    with psycopg.connect(test_databases.app_url) as conn:
+        (created,) = conn.execute("SELECT extract(epoch FROM created_at) FROM app.runs WHERE run_id = %s",
+                                  (run_id,)).fetchone()
+    past_grace = float(created) + lifecycle.LAUNCH_GRACE_S
+    proof.poll("a reconciler tick past the launch grace", lambda: _reconciler_ticked_after(
+        test_databases.dagster_url, past_grace), 60, 0.5)
+    assert len(_roots(test_databases.dagster_url, run_id)) == 1
+    assert api.get(f"/runs/{run_id}").json()["status"] == "succeeded"
+
+
+class _AnswersErrorAfterCreating(DagsterClient):
+    """Dagster's webserver creating the run, then answering HTTP 500 (seen under chaos)."""
+
+    def launch(self, job: str, run_config: dict, tags: dict[str, str]) -> str:
+        super().launch(job, run_config, tags)
+        raise DagsterUnavailable("Dagster webserver answered HTTP 500", 500, "PythonError")
+
+
+@contextmanager
+def _in_process_api(running_stack: Settings, dagster: DagsterClient) -> Iterator[TestClient]:
+    state = dataclasses.replace(build_state(running_stack), dagster=dagster)
+    with TestClient(create_app(state), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_a_500_after_the_run_was_created_launches_once(api: httpx.Client, running_stack: Settings,
+                                                      test_databases: TestDatabases) -> None:
+    intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+    with _in_process_api(running_stack, _AnswersErrorAfterCreating(running_stack.dagster_ui_url)) as faulty:
+        accepted = faulty.post(f"/intents/{intent_id}/run", json={"traceId": "answered-500"},
+                               headers={"Idempotency-Key": "launch-once-500"})
+    assert accepted.status_code == 202, accepted.text
+    run_id = accepted.json()["runId"]
+    again = api.post(f"/intents/{intent_id}/run", json={"traceId": "answered-500"},
+                     headers={"Idempotency-Key": "launch-once-500"})
+    assert again.json() == {"runId": run_id}
+    _settle_once(api, test_databases, run_id)
+
+
+def test_postgres_gone_before_the_launch_is_recorded_launches_once(
+        api: httpx.Client, running_stack: Settings, test_databases: TestDatabases,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+
+    def database_gone(conn: psycopg.Connection, run_id: str) -> None:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(repo, "mark_launched", database_gone)
+    with _in_process_api(running_stack, DagsterClient(running_stack.dagster_ui_url)) as faulty:
+        failed = faulty.post(f"/intents/{intent_id}/run", json={"traceId": "pg-gone"},
+                             headers={"Idempotency-Key": "launch-once-pg"})
+    monkeypatch.undo()
+    assert failed.status_code == 503, failed.text
+    # The client retries with the same key once the database is back.
+    run_id = api.post(f"/intents/{intent_id}/run", json={"traceId": "pg-gone"},
+                      headers={"Idempotency-Key": "launch-once-pg"}).json()["runId"]
+    _settle_once(api, test_databases, run_id)
+
+
+def test_api_killed_after_the_row_commits_launches_once(api: httpx.Client, test_databases: TestDatabases) -> None:
+    intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+    # What a request killed right after its commit leaves: the row, no launch.
+    with psycopg.connect(test_databases.app_url) as conn:
+        run_id, _ = repo.create_run(conn, run_id=repo.new_id("run"), intent_id=intent_id, trace_id="api-killed",
+                                    options={"oc": {"mode": "replay", "seed": 0}}, idempotency_key="launch-once-kill")
+    proof.poll("the reconciler to launch the orphaned run",
+               lambda: proof.group(test_databases.dagster_url, run_id) != [], 60, 0.2)
+    # The client's retry arrives after the reconciler launched it.
+    retried = api.post(f"/intents/{intent_id}/run", json={"traceId": "api-killed"},
+                       headers={"Idempotency-Key": "launch-once-kill"})
+    assert retried.json() == {"runId": run_id}
+    _settle_once(api, test_databases, run_id)
 
 
 def assert_proof_holds(running_stack: Settings, mode: str, point: str) -> None:

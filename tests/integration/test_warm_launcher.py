@@ -19,10 +19,10 @@ import psycopg
 import pytest
 from dagster import DagsterInstance
 
+from pipelines.jobs.crashdemo import run_config
 from pipelines.launcher.protocol import request
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient
-from pipelines.orchestration.lifecycle import crashdemo_run_config as run_config
 from pipelines.store import run_workers
 from scripts.polling import Timeout
 from scripts.trial_stack import DEFAULT_COORDINATOR, WARM_LAUNCHER, TrialStack, wait_for
