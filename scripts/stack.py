@@ -190,12 +190,23 @@ def _port_frees(port: int, within_s: float) -> bool:
     return True
 
 
+def _ports_file(settings: Settings) -> Path:
+    return settings.run_dir / "ports.json"
+
+
 def preflight(settings: Settings, comps: list[Component]) -> list[str]:
     """Why ``up`` must not start anything; empty when it may. A port is fine while the part of this
     stack that owns it runs (``up`` is idempotent). Readiness is checked over the ports, so a
     stranger answering on one would pass for our part; and a PID file naming a live process that
     is not the one it recorded (pid reused after a crash or reboot) is for a person to clear."""
     problems = []
+    running = [c.name for c in comps if read_pid(settings, c.name) is not None]
+    recorded = json.loads(_ports_file(settings).read_text()) if _ports_file(settings).exists() else None
+    if running and recorded not in (None, component_ports(settings)):
+        # Its parts would pass for "already running" while readiness is probed on the new ports.
+        problems.append(f"the stack in {settings.data_dir} already runs ({', '.join(running)}) on ports {recorded}, "
+                        f"not {component_ports(settings)}: stop it first (`down` with its PORT), or give this one "
+                        f"its own HARNESS_DATA_DIR")
     if settings.embedded and (pid := localdb.stale_lock_holder(settings)) is not None:
         problems.append(f"{settings.pgdata / 'postmaster.pid'} names pid {pid} ({ports.command_line(pid)}), which is "
                         f"not this data dir's PostgreSQL: remove that file")
@@ -240,6 +251,7 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
         raise SystemExit("up: nothing started:\n  " + "\n  ".join(problems) + "\n(another stack? "
                          "`mise run status` with its PORT and HARNESS_DATA_DIR shows it; or run this one on other "
                          "ports: PORT=<port> mise run up, which moves the Dagster ports to PORT+1000 and PORT+2000)")
+    _ports_file(settings).write_text(json.dumps(component_ports(settings)))
     if settings.embedded:
         pid, _ = localdb.up(settings)
         print(f"postgres    pid {pid} (embedded, {settings.pgdata})")

@@ -5,6 +5,7 @@ pid another process has), on a data dir of its own with the embedded PostgreSQL.
 
 import contextlib
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.settings import REPO_ROOT, load
+from pipelines.store import run_workers
 from scripts import stack
 from tests import per_checkout
 
@@ -74,7 +76,8 @@ def test_up_refuses_a_pid_file_naming_a_stranger(data_dir: Path) -> None:
     with stranger("sleep", "600") as sleeper:
         run_dir = data_dir / "run"
         run_dir.mkdir(parents=True)
-        ticks = int(Path(f"/proc/{sleeper.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        ticks = run_workers.start_ticks(sleeper.pid)
+        assert ticks is not None
         # As if `api` had run with this pid before a reboot: the pid is alive, the start time differs.
         (run_dir / "api.pid").write_text(f"{sleeper.pid} {ticks + 1}\n")
         result = run_stack(data_dir, "up")
@@ -104,3 +107,16 @@ def test_status_of_a_stopped_stack_exits_0_and_check_exits_3(data_dir: Path) -> 
     check = run_stack(data_dir, "status", "--check")
     assert check.returncode == stack.NOT_ALL_UP == 3
     assert check.stdout == result.stdout
+
+
+def test_up_on_new_ports_refuses_while_the_data_dirs_stack_runs_on_others(data_dir: Path) -> None:
+    with stranger("sleep", "600") as part:
+        run_dir = data_dir / "run"
+        run_dir.mkdir(parents=True)
+        # The data dir's api, as `up` recorded it, still running on the ports of another PORT.
+        (run_dir / "api.pid").write_text(f"{part.pid} {run_workers.start_ticks(part.pid)}\n")
+        (run_dir / "ports.json").write_text(json.dumps({"api": 1, "webserver": 2, "codeserver": 3}))
+        result = run_stack(data_dir, "up")
+        assert result.returncode == 1
+        assert f"the stack in {data_dir} already runs (api) on ports" in result.stderr
+        assert not (data_dir / "pg" / "postmaster.pid").exists()
