@@ -3,8 +3,8 @@ checkouts on one machine can run the suite at once, each with its own ``PORT``.
 
 A stack on API port p also takes p+1000 (Dagster UI) and p+2000 (code server). The suite's stacks
 sit at PORT+100 … PORT+104 (and +1100 …, +2100 …), the durability proof's at PORT+3: so two
-checkouts' PORTs must differ by more than 104 and not come within 104 of 1000 or 2000 apart —
-e.g. 3001, 3201, 3401, 3601, 3801. The data dirs are per checkout already (``.data/test``).
+checkouts' PORTs must differ by 105 to 895, or by more than 2104 (e.g. 3001, 3201, 3401, 3601,
+3801). The data dirs are per checkout already (``.data/test``).
 """
 
 from __future__ import annotations
