@@ -2,7 +2,7 @@
 on its data dir while it runs, and stopping what a killed session left running (``mise run down``).
 
 A session's own teardown stops its stacks and its embedded PostgreSQL; this is for the session
-that never reached it (SIGKILL, a closed terminal).
+that never reached it (SIGKILL, a closed terminal). ``python -m scripts.suite`` does only this.
 """
 
 from __future__ import annotations
