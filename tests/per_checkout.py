@@ -2,16 +2,17 @@
 checkouts on one machine can run the suite at once, each with its own ``PORT``.
 
 A stack on API port p also takes p+1000 (Dagster UI) and p+2000 (code server). The suite's stacks
-sit at PORT+100 … PORT+104 (and +1100 …, +2100 …), the durability proof's at PORT+3: so two
-checkouts' PORTs must differ by 105 to 895, or by more than 2104 (e.g. 3001, 3201, 3401, 3601,
-3801). The data dirs are per checkout already (``.data/test``).
+sit at PORT+10 … PORT+14 (and +1010 …, +2010 …), the durability proof's at PORT+3, all close to
+PORT so that round PORTs apart stay apart: two checkouts' PORTs must differ by at least 15 and by
+neither 986–1014 nor 1986–2014 (e.g. 3001, 3101, 3201, …). The data dirs are per checkout already
+(``.data/test``).
 """
 
 from __future__ import annotations
 
 from pipelines.settings import load
 
-_BASE = load().api_port + 100
+_BASE = load().api_port + 10
 # One API port per stack the suite boots; each takes its +1000 and +2000 too.
 E2E_WARM, E2E_STOCK, TRIAL_WARM, PREFLIGHT, GOLDEN = range(_BASE, _BASE + 5)
 

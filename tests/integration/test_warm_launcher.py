@@ -1,6 +1,6 @@
 """The warm-pool launcher on a real private stack (code server, daemon, webserver, pool).
 
-One stack for the module, from a snapshot of the code, on ports PORT+102 (+1000, +2000; see
+One stack for the module, from a snapshot of the code, on ports PORT+12 (+1000, +2000; see
 tests/per_checkout.py) and a data dir under .data/test, where `mise run down` finds it if the
 session dies before its teardown. Every wait polls with a deadline. Bounds asserted here: a worker's death is reported
 by the pool within ~1 s; a run whose whole pool died is failed by run monitoring within one
