@@ -322,23 +322,23 @@ NOT_ALL_UP = 3  # status --check: LSB's exit status for "program is not running"
 
 def status(settings: Settings) -> bool:
     """Print each part's state; True when every part is running."""
-    rows: list[tuple[str, int | None, str]] = []
     if settings.embedded:
         info = localdb.running(settings)
-        rows.append(("postgres", info[0] if info else None, str(settings.pgdata)))
+        pids: list[int | None] = [info[0] if info else None]
+        print(f"{'postgres':<11} {f'running pid {pids[0]}' if pids[0] else 'stopped':<20} {settings.pgdata}")
+    else:
+        pids = []
+        print(f"{'postgres':<11} {'external':<20} DATABASE_URL")
     for comp in components(settings):
+        pid = read_pid(settings, comp.name)
         port = component_ports(settings).get(comp.name)
         where = f"port {port}" if port else f"socket {settings.pool_socket}" if comp.name == "pool" else "-"
-        rows.append((comp.name, read_pid(settings, comp.name), where))
-    if not settings.embedded:
-        print(f"{'postgres':<11} {'external':<20} DATABASE_URL")
-    for name, pid, where in rows:
-        port = component_ports(settings).get(name)
         # A stopped part's port held by someone else is why its `up` would refuse: say so here too.
         holder = ports.holder(port) if pid is None and port is not None else None
-        state = f"running pid {pid}" if pid else "stopped"
-        print(f"{name:<11} {state:<20} {where}" + (f" (in use by {holder})" if holder else ""))
-    return all(pid is not None for _, pid, _ in rows)
+        print(f"{comp.name:<11} {f'running pid {pid}' if pid else 'stopped':<20} {where}"
+              + (f" (in use by {holder})" if holder else ""))
+        pids.append(pid)
+    return all(pid is not None for pid in pids)
 
 
 def main(argv: list[str] | None = None) -> int:
