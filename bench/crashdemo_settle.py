@@ -1,5 +1,5 @@
 """Settle time after the stack is back, per kill mode and crash point (p50, max): the durability
-proof repeated on its own stack (PORT 3004, .data/proof-3004), one run, machine noted.
+proof repeated on its own stack (PORT+3: 3004 and .data/proof-3004 by default), one run, machine noted.
 
     N=10 python -m bench.crashdemo_settle     (N proofs, cycling every mode and point)
 """

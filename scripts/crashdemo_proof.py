@@ -1,7 +1,7 @@
 """The durability proof, as one readable script (runbook W1, on Dagster).
 
-    MODE=worker|server|stack|postgres|pool POINT=s2_before_commit|s2_after_commit PORT=3004 \
-        python -m scripts.crashdemo_proof            # one proof
+    MODE=worker|server|stack|postgres|pool POINT=s2_before_commit|s2_after_commit \
+        python -m scripts.crashdemo_proof            # one proof, its stack on PORT+3 (3004)
     N=20 python -m scripts.crashdemo_proof --soak    # N proofs cycling modes and points
 
 1. boot the stack (proc1) on its own data dir and ports;
@@ -187,11 +187,10 @@ def print_group(result: ProofResult) -> None:
               f"root={r.root_run_id or '-'}")
 
 
-def proof_settings(port: int | None = None) -> Settings:
-    """The proof's own stack: its own data dir (so its own embedded Postgres) and ports."""
-    if port is not None:
-        os.environ["PORT"] = str(port)
-    os.environ.setdefault("PORT", "3004")
+def proof_settings() -> Settings:
+    """The proof's own stack: its own data dir (so its own embedded Postgres) and ports, PORT+3
+    (3004 by default), so it runs beside this checkout's own stack on PORT."""
+    os.environ["PORT"] = str(load().api_port + 3)
     os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / f"proof-{os.environ['PORT']}"))
     return load()
 

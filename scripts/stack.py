@@ -1,10 +1,15 @@
 """The whole stack in the background: embedded Postgres (unless DATABASE_URL), Dagster code
 server, daemon and webserver, and the API. PID files and logs live under the data dir.
 
-    python -m scripts.stack up|down|status|env
+    python -m scripts.stack up|down|env
+    python -m scripts.stack status [--check]
     python -m scripts.stack kill <component>... [--signal KILL]   (durability proofs)
 
-``up`` is idempotent and returns once every part answers; ``down`` stops each part by PID.
+``up`` is idempotent and returns once every part answers; before it starts anything it refuses
+(exit 1, nothing started) when a port it needs is taken or a PID file names a stranger. ``down``
+stops each part by PID, then whatever a killed test session left under ``.data/test*``.
+``status`` exits 0 whenever it could report; with ``--check``, 3 unless every part is running
+(LSB's "program is not running").
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import yaml
 from pipelines.launcher.protocol import ping
 from pipelines.orchestration.dagster_client import grpc_serving
 from pipelines.settings import REPO_ROOT, Settings, load
-from pipelines.store import db, localdb, migrate, run_workers
+from pipelines.store import db, localdb, migrate
+from scripts import pidfiles, ports, suite
 
 BIN = Path(sys.executable).parent
 STOCK_COORDINATOR = {
@@ -112,17 +118,17 @@ def components(settings: Settings) -> list[Component]:
     ]
 
 
+def component_ports(settings: Settings) -> dict[str, int]:
+    return {"api": settings.api_port, "webserver": settings.dagster_ui_port, "codeserver": settings.dagster_grpc_port}
+
+
 def _pidfile(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.pid"
 
 
 def read_pid(settings: Settings, name: str) -> int | None:
     """The component's pid when that very process (pid + start ticks) is alive."""
-    try:
-        pid, ticks = (int(x) for x in _pidfile(settings, name).read_text().split())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if run_workers.is_alive(pid, ticks) else None
+    return pidfiles.live_pid(_pidfile(settings, name))
 
 
 def component_env(env: dict[str, str], name: str) -> dict[str, str]:
@@ -140,8 +146,7 @@ def _start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
         start_new_session=True,
     )
     log.close()
-    ticks = run_workers.start_ticks(proc.pid)
-    _pidfile(settings, comp.name).write_text(f"{proc.pid} {ticks}\n")
+    pidfiles.write(_pidfile(settings, comp.name), proc)
     return proc.pid
 
 
@@ -177,17 +182,46 @@ def reap_abandoned(settings: Settings) -> list[str]:
 
 
 def _port_frees(port: int, within_s: float) -> bool:
-    import socket
-
     deadline = time.monotonic() + within_s
-    while True:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return True
-        if time.monotonic() > deadline:
+    while ports.in_use(port):
+        if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
+    return True
+
+
+def _ports_file(settings: Settings) -> Path:
+    return settings.run_dir / "ports.json"
+
+
+def preflight(settings: Settings, comps: list[Component]) -> list[str]:
+    """Why ``up`` must not start anything; empty when it may. A port is fine while the part of this
+    stack that owns it runs (``up`` is idempotent). Readiness is checked over the ports, so a
+    stranger answering on one would pass for our part; and a PID file naming a live process that
+    is not the one it recorded (pid reused after a crash or reboot) is for a person to clear."""
+    problems = []
+    running = [c.name for c in comps if read_pid(settings, c.name) is not None]
+    recorded = json.loads(_ports_file(settings).read_text()) if _ports_file(settings).exists() else None
+    if running and recorded not in (None, component_ports(settings)):
+        # Its parts would pass for "already running" while readiness is probed on the new ports.
+        problems.append(f"the stack in {settings.data_dir} already runs ({', '.join(running)}) on ports {recorded}, "
+                        f"not {component_ports(settings)}: stop it first (`down` with its PORT), or give this one "
+                        f"its own HARNESS_DATA_DIR")
+    if settings.embedded and (pid := localdb.stale_lock_holder(settings)) is not None:
+        problems.append(f"{settings.pgdata / 'postmaster.pid'} names pid {pid} ({ports.command_line(pid)}), which is "
+                        f"not this data dir's PostgreSQL: remove that file")
+    for comp in comps:
+        pidfile = _pidfile(settings, comp.name)
+        if (pid := pidfiles.stranger(pidfile)) is not None:
+            problems.append(f"{pidfile} names pid {pid} ({ports.command_line(pid)}), which is not the {comp.name} "
+                            f"this stack started: remove that file")
+        port = component_ports(settings).get(comp.name)
+        if port is None or read_pid(settings, comp.name) is not None:
+            continue
+        # A part just killed (its PID file still there) may leave children holding the port a moment.
+        if not _port_frees(port, 15.0 if pidfile.exists() else 0.0):
+            problems.append(f"port {port} ({comp.name}) is in use by {ports.holder(port) or 'a process not visible here'}")
+    return problems
 
 
 def _ready(settings: Settings, name: str) -> bool:
@@ -211,6 +245,13 @@ def _ready(settings: Settings, name: str) -> bool:
 
 def up(settings: Settings, timeout_s: float = 120.0) -> None:
     t0 = time.monotonic()
+    comps = components(settings)
+    problems = preflight(settings, comps)
+    if problems:
+        raise SystemExit("up: nothing started:\n  " + "\n  ".join(problems) + "\n(another stack? "
+                         "`mise run status` with its PORT and HARNESS_DATA_DIR shows it; or run this one on other "
+                         "ports: PORT=<port> mise run up, which moves the Dagster ports to PORT+1000 and PORT+2000)")
+    _ports_file(settings).write_text(json.dumps(component_ports(settings)))
     if settings.embedded:
         pid, _ = localdb.up(settings)
         print(f"postgres    pid {pid} (embedded, {settings.pgdata})")
@@ -220,15 +261,8 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
     if applied:
         print(f"migrations  applied {', '.join(applied)}")
     env = stack_env(settings)
-    comps = components(settings)
-    ports = {"codeserver": settings.dagster_grpc_port, "webserver": settings.dagster_ui_port, "api": settings.api_port}
     for comp in comps:
         running = read_pid(settings, comp.name)
-        # Readiness is checked over the port: a stranger already answering there would pass it.
-        # (A just-killed part's children may hold it for a moment: wait that out first.)
-        if running is None and comp.name in ports and not _port_frees(ports[comp.name], 15.0):
-            raise SystemExit(f"port {ports[comp.name]} for {comp.name} is taken by a process this stack did not "
-                             f"start (another stack? see `status` with its HARNESS_DATA_DIR, or set PORT)")
         if running is None:
             print(f"{comp.name:<11} started pid {_start(settings, comp, env)}")
         else:
@@ -251,26 +285,8 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
           f"Dagster UI {settings.dagster_ui_url}")
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def stop(settings: Settings, name: str, timeout_s: float = 20.0) -> int | None:
-    pid = read_pid(settings, name)
-    if pid is None:
-        _pidfile(settings, name).unlink(missing_ok=True)
-        return None
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while read_pid(settings, name) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if read_pid(settings, name) is not None:
-        _signal_group(pid, signal.SIGKILL)
-    _pidfile(settings, name).unlink(missing_ok=True)
-    return pid
+    return pidfiles.stop(_pidfile(settings, name), timeout_s)
 
 
 def down(settings: Settings, keep_db: bool = False) -> None:
@@ -289,7 +305,7 @@ def kill(settings: Settings, names: list[str], sig: signal.Signals, timeout_s: f
     for name in names:
         pid = read_pid(settings, name)
         if pid is not None:
-            _signal_group(pid, sig)
+            pidfiles.signal_group(pid, sig)
             killed.append(name)
         print(f"{name:<11} {sig.name} -> {pid or 'not running'}")
     if sig != signal.SIGKILL:
@@ -301,23 +317,28 @@ def kill(settings: Settings, names: list[str], sig: signal.Signals, timeout_s: f
         time.sleep(0.02)
 
 
-def status(settings: Settings) -> int:
-    rows = []
+NOT_ALL_UP = 3  # status --check: LSB's exit status for "program is not running"
+
+
+def status(settings: Settings) -> bool:
+    """Print each part's state; True when every part is running."""
     if settings.embedded:
         info = localdb.running(settings)
-        rows.append(("postgres", info[0] if info else None, str(settings.pgdata)))
+        pids: list[int | None] = [info[0] if info else None]
+        print(f"{'postgres':<11} {f'running pid {pids[0]}' if pids[0] else 'stopped':<20} {settings.pgdata}")
     else:
-        rows.append(("postgres", None, "external (DATABASE_URL)"))
-    ports = {"codeserver": settings.dagster_grpc_port, "webserver": settings.dagster_ui_port,
-             "api": settings.api_port, "pool": str(settings.pool_socket)}
+        pids = []
+        print(f"{'postgres':<11} {'external':<20} DATABASE_URL")
     for comp in components(settings):
-        rows.append((comp.name, read_pid(settings, comp.name), f"port {ports.get(comp.name, '-')}"))
-    down_count = 0
-    for name, pid, where in rows:
-        state = f"running pid {pid}" if pid else ("-" if where.startswith("external") else "stopped")
-        down_count += pid is None and not where.startswith("external")
-        print(f"{name:<11} {state:<20} {where}")
-    return 1 if down_count else 0
+        pid = read_pid(settings, comp.name)
+        port = component_ports(settings).get(comp.name)
+        where = f"port {port}" if port else f"socket {settings.pool_socket}" if comp.name == "pool" else "-"
+        # A stopped part's port held by someone else is why its `up` would refuse: say so here too.
+        holder = ports.holder(port) if pid is None and port is not None else None
+        print(f"{comp.name:<11} {f'running pid {pid}' if pid else 'stopped':<20} {where}"
+              + (f" (in use by {holder})" if holder else ""))
+        pids.append(pid)
+    return all(pid is not None for pid in pids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up")
     p_down = sub.add_parser("down")
     p_down.add_argument("--keep-db", action="store_true")
-    sub.add_parser("status")
+    p_status = sub.add_parser("status")
+    p_status.add_argument("--check", action="store_true", help=f"exit {NOT_ALL_UP} unless every part is running")
     sub.add_parser("env", help="print the stack environment as shell exports")
     p_kill = sub.add_parser("kill")
     p_kill.add_argument("names", nargs="+")
@@ -337,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         up(settings)
     elif args.command == "down":
         down(settings, keep_db=args.keep_db)
+        for line in suite.stop_leftovers():
+            print(f"test suite  {line}")
     elif args.command == "status":
-        return status(settings)
+        all_up = status(settings)
+        return NOT_ALL_UP if args.check and not all_up else 0
     elif args.command == "env":
         env = stack_env(settings)
         for key in ("DAGSTER_HOME", "DAGSTER_PG_URL", "APP_DATABASE_URL", "DAGSTER_DATABASE_URL"):

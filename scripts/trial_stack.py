@@ -28,6 +28,7 @@ import yaml
 from pipelines.launcher.protocol import ping
 from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import run_workers
+from scripts import pidfiles
 from scripts.polling import poll as wait_for
 
 WARM_LAUNCHER: dict[str, Any] = {
@@ -165,7 +166,7 @@ class TrialStack:
         with open(self.settings.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(argv, cwd=self.code_dir, env=stack.component_env(self.env, name), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        (self.settings.run_dir / f"{name}.pid").write_text(f"{proc.pid} {run_workers.start_ticks(proc.pid)}\n")
+        pidfiles.write(self.settings.run_dir / f"{name}.pid", proc)
         return proc.pid
 
     def wait_pool(self, timeout_s: float = 30.0) -> None:

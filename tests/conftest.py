@@ -1,9 +1,11 @@
 """Shared test substrate.
 
 Integration tests get one real PostgreSQL per test session — ``DATABASE_URL``'s server when set,
-else an embedded server under ``.data/test`` — with an app database (migrated) and a Dagster
-database of their own, ``<name>_test`` and ``<name>_test_dagster``, recreated once per session.
-Tests start from empty app tables (truncated, not re-created).
+else an embedded server under ``.data/test`` (``HARNESS_TEST_DATA_DIR``) — with an app database
+(migrated) and a Dagster database of their own, ``<name>_test`` and ``<name>_test_dagster``,
+recreated once per session. Tests start from empty app tables (truncated, not re-created).
+The session stops the embedded server when it ends, pass or fail, unless another session in the
+same data dir still uses it; an external server is never stopped.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from pipelines.settings import REPO_ROOT, database_name, load, sqlalchemy_psycopg2, with_database
 from pipelines.store import db, localdb, migrate
+from scripts import suite
 
-TEST_DATA_DIR = REPO_ROOT / ".data" / "test"
+# Under .data/test*: `mise run down` stops what a killed session left there (scripts/suite.py).
+TEST_DATA_DIR = Path(os.environ.get("HARNESS_TEST_DATA_DIR") or REPO_ROOT / ".data" / "test").resolve()
 APP_TABLES = ("app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",
               "app.run_workers", "app.hello", "app.soak_results")
 
@@ -39,23 +44,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def test_databases() -> TestDatabases:
+def test_databases() -> Iterator[TestDatabases]:
     external = os.environ.get("DATABASE_URL")
-    if external:
-        base = external
-    else:
-        os.environ["HARNESS_DATA_DIR"] = str(TEST_DATA_DIR)
-        settings = load()
-        _, base = localdb.up(settings)
-    # HARNESS_TEST_DB lets two test sessions share one server without dropping each other's data.
-    name = os.environ.get("HARNESS_TEST_DB") or database_name(base) + "_test"
-    app_url = with_database(base, name)
-    dagster_url = with_database(base, name + "_dagster")
-    db.recreate_database(app_url)
-    db.recreate_database(dagster_url)
-    migrate.migrate(app_url)
-    _create_dagster_storage(dagster_url)
-    return TestDatabases(app_url=app_url, dagster_url=dagster_url, embedded=not external)
+    # Held for the whole session: the test stacks live under TEST_DATA_DIR too.
+    with suite.session(TEST_DATA_DIR) as alone:
+        if not external:
+            os.environ["HARNESS_DATA_DIR"] = str(TEST_DATA_DIR)
+            settings = load()
+        try:
+            base = external or localdb.up(settings)[1]
+            # HARNESS_TEST_DB lets two test sessions share one server without dropping each other's data.
+            name = os.environ.get("HARNESS_TEST_DB") or database_name(base) + "_test"
+            app_url = with_database(base, name)
+            dagster_url = with_database(base, name + "_dagster")
+            db.recreate_database(app_url)
+            db.recreate_database(dagster_url)
+            migrate.migrate(app_url)
+            _create_dagster_storage(dagster_url)
+            yield TestDatabases(app_url=app_url, dagster_url=dagster_url, embedded=not external)
+        finally:
+            # Session-scoped, so torn down last, after the stacks that used the server.
+            if not external and alone():
+                localdb.down(settings)
 
 
 def _create_dagster_storage(url: str) -> None:

@@ -15,21 +15,37 @@ from pathlib import Path
 from pipelines.settings import APP_DB_NAME, Settings
 
 
-def _postmaster(pgdata: Path) -> tuple[int, str] | None:
-    """(pid, socket dir) from postmaster.pid when that pid is alive."""
-    pidfile = pgdata / "postmaster.pid"
+def _lock(pgdata: Path) -> tuple[int, str] | None:
+    """(pid, socket dir) as postmaster.pid names them, whether or not that pid still runs."""
     try:
-        lines = pidfile.read_text().splitlines()
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
     except FileNotFoundError:
         return None
-    if len(lines) < 5:
-        return None
-    pid = int(lines[0])
+    return (int(lines[0]), lines[4]) if len(lines) >= 5 else None
+
+
+def _serves(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is the server of ``pgdata``: a live postmaster runs in its data dir, while the
+    pid of a stale postmaster.pid (crash, reboot) may belong to any process by now."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return os.path.samefile(f"/proc/{pid}/cwd", pgdata)
+    except OSError:
+        return False
+
+
+def _postmaster(pgdata: Path) -> tuple[int, str] | None:
+    """(pid, socket dir) from postmaster.pid when that pid is this data dir's live server."""
+    lock = _lock(pgdata)
+    return lock if lock is not None and _serves(lock[0], pgdata) else None
+
+
+def stale_lock_holder(settings: Settings) -> int | None:
+    """The live pid a stale postmaster.pid names when that process is not our server: PostgreSQL
+    will not start over a lock file whose pid is alive, so the file must go first."""
+    lock = _lock(settings.pgdata)
+    if lock is None or _serves(lock[0], settings.pgdata) or not Path(f"/proc/{lock[0]}").exists():
         return None
-    return pid, lines[4]
+    return lock[0]
 
 
 def running(settings: Settings) -> tuple[int, str] | None:

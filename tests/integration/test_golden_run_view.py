@@ -22,12 +22,16 @@ from pipelines.definitions import defs
 from pipelines.jobs.intent import run_config as intent_run_config
 from pipelines.resources.app_db import AppDatabase
 from pipelines.settings import load, sqlalchemy_psycopg2
+from tests import per_checkout
 from tests.conftest import TestDatabases, truncate_app_tables
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "run-view.json"
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 DAGSTER_RUN_ID = "00000000-0000-4000-8000-000000000001"
 DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
+# The view links to the Dagster UI; the baseline spells that port 4999 whatever PORT derives.
+UI_PORT = per_checkout.GOLDEN + 1000
+BASELINE_UI_PORT = 4999
 
 
 @pytest.fixture
@@ -36,14 +40,21 @@ def client(test_databases: TestDatabases, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("APP_DATABASE_URL", test_databases.app_url)
     monkeypatch.setenv("DAGSTER_DATABASE_URL", test_databases.dagster_url)
     monkeypatch.setattr(clock, "now", lambda: FIXED_NOW)
-    # Ports fixed so the UI links in the view are too; nothing listens on them, so the API's own
+    # Nothing listens on these ports (this checkout's own, tests/per_checkout.py), so the API's own
     # launch defers to the outbox and the job is executed below instead.
-    settings = dataclasses.replace(load(), api_port=3999, dagster_ui_port=4999, dagster_grpc_port=5999)
+    settings = dataclasses.replace(load(), api_port=per_checkout.GOLDEN, dagster_ui_port=UI_PORT,
+                                   dagster_grpc_port=per_checkout.GOLDEN + 2000)
     state = build_state(settings)
     counter = iter(range(1, 1000))
     state.new_id = lambda prefix: f"{prefix}_{next(counter):032x}"
     with TestClient(create_app(state)) as c:
         yield c
+
+
+def render(view: dict) -> str:
+    """The view as the baseline stores it (the UI port spelled as in the baseline)."""
+    text = json.dumps(view, indent=2) + "\n"
+    return text.replace(f"//127.0.0.1:{UI_PORT}/", f"//127.0.0.1:{BASELINE_UI_PORT}/")
 
 
 def _execute(test_databases: TestDatabases, run_id: str, trace_id: str) -> None:
@@ -66,7 +77,7 @@ def test_run_view_matches_golden(client: TestClient, test_databases: TestDatabas
     _execute(test_databases, run_id, "golden-trace")
     response = client.get(f"/runs/{run_id}")
     assert response.status_code == 200
-    rendered = json.dumps(response.json(), indent=2) + "\n"
+    rendered = render(response.json())
     assert response.content == client.get(f"/runs/{run_id}").content  # byte-stable between reads
     if os.environ.get("GOLDEN_REFRESH") == "1":
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)

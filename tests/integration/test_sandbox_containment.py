@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from pipelines.sandbox import SandboxConfig, SandboxUnavailable, detect, run_sandbox_job
+from tests import per_checkout
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,9 +29,9 @@ pytestmark = [
 ]
 
 # A uid range of its own, so "every process of the pool is gone" cannot be confused with
-# runs by anyone else sharing the machine.
-UID_BASE = 231000
+# runs by anyone else sharing the machine (another checkout's suite included).
 POOL = 2
+UID_BASE = per_checkout.sandbox_uid_base(POOL)
 BWRAP = SandboxConfig(uid_base=UID_BASE, pool_size=POOL)
 PROCESS = SandboxConfig(backend="process", allow_degraded=True, uid_base=UID_BASE, pool_size=POOL)
 PY = "/usr/bin/python3"

@@ -4,6 +4,8 @@ by id), real failures, the reaper sparing live runs, and the outbox reconciler.
 """
 
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,13 +18,13 @@ from api.main import build_state, create_app
 from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
 from pipelines.orchestration import lifecycle
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterUnavailable
-from pipelines.settings import Settings, load
+from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import repo
 from scripts import crashdemo_proof as proof
 from scripts import stack
+from tests import per_checkout
 from tests.conftest import TEST_DATA_DIR, TestDatabases
 
-PORT = 3101
 DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
 
 
@@ -47,7 +49,7 @@ def boot(test_databases: TestDatabases, launcher: str, port: int) -> Iterator[Se
 
 @pytest.fixture(scope="module")
 def running_stack(test_databases: TestDatabases) -> Iterator[Settings]:
-    yield from boot(test_databases, "warm", PORT)
+    yield from boot(test_databases, "warm", per_checkout.E2E_WARM)
 
 
 @pytest.fixture
@@ -86,6 +88,17 @@ def test_w3_intent_to_run_view_over_http(api: httpx.Client, running_stack: Setti
         tags = dict(conn.execute("SELECT key, value FROM run_tags WHERE run_id = %s",
                                  (dagster_run["runId"],)).fetchall())
     assert tags["app/trace_id"] == "handoff-demo" and tags["app/run_id"] == view["runId"]
+
+
+def test_up_again_keeps_every_running_part_and_status_check_says_all_up(running_stack: Settings,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    stack.up(running_stack)  # the ports our own live parts hold are no reason to refuse
+    started = capsys.readouterr().out
+    assert started.count("already running pid") == len(stack.components(running_stack)), started
+    check = subprocess.run([sys.executable, "-m", "scripts.stack", "status", "--check"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "stopped" not in check.stdout
 
 
 def test_real_failure_ends_failed_after_max_retries_without_extra_marks(running_stack: Settings,

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines.settings import Settings
+from tests import per_checkout
 from tests.conftest import TestDatabases
 from tests.integration.test_stack_e2e import assert_proof_holds, boot
 
 
 @pytest.fixture(scope="module")
 def stock_stack(test_databases: TestDatabases) -> Iterator[Settings]:
-    yield from boot(test_databases, "stock", 3102)
+    yield from boot(test_databases, "stock", per_checkout.E2E_STOCK)
 
 
 @pytest.mark.parametrize(("mode", "point"), [

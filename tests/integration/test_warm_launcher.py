@@ -1,7 +1,8 @@
 """The warm-pool launcher on a real private stack (code server, daemon, webserver, pool).
 
-One stack for the module, from a snapshot of the code, on ports 3230/4230/5230 and a data dir
-under tmp. Every wait polls with a deadline. Bounds asserted here: a worker's death is reported
+One stack for the module, from a snapshot of the code, on ports PORT+12 (+1000, +2000; see
+tests/per_checkout.py) and a data dir under .data/test, where `mise run down` finds it if the
+session dies before its teardown. Every wait polls with a deadline. Bounds asserted here: a worker's death is reported
 by the pool within ~1 s; a run whose whole pool died is failed by run monitoring within one
 ``poll_interval_seconds`` (5 s) plus a tick, so it never stays STARTED longer than
 ``POOL_DEATH_BOUND_S``.
@@ -9,11 +10,11 @@ by the pool within ~1 s; a run whose whole pool died is failed by run monitoring
 
 import os
 import secrets
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,17 +26,22 @@ from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.store import run_workers
 from scripts.polling import Timeout
+from scripts.suite import stop_stacks
 from scripts.trial_stack import DEFAULT_COORDINATOR, WARM_LAUNCHER, TrialStack, wait_for
+from tests import per_checkout
+from tests.conftest import TEST_DATA_DIR
 
-PORT = 3230
 SETTLE_S = 60.0
 POOL_DEATH_BOUND_S = 15.0
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @pytest.fixture(scope="module")
-def trial(test_databases, tmp_path_factory) -> Iterator[TrialStack]:
-    stack = TrialStack(root=Path(tmp_path_factory.mktemp("warm")), port=PORT, app_url=test_databases.app_url,
+def trial(test_databases) -> Iterator[TrialStack]:
+    root = TEST_DATA_DIR / "trial-warm"
+    stop_stacks(root)  # a killed session's, if nobody ran `mise run down`; then a fresh root
+    shutil.rmtree(root, ignore_errors=True)
+    stack = TrialStack(root=root, port=per_checkout.TRIAL_WARM, app_url=test_databases.app_url,
                        dagster_url=test_databases.dagster_url, launcher=WARM_LAUNCHER,
                        coordinator=DEFAULT_COORDINATOR)
     try:
