@@ -330,11 +330,13 @@ class Machine:
             ["unshare", "--mount", "--pid", "--net", "--uts", "--ipc", "--fork", "--kill-child",
              "--propagation", "private", sys.executable, "-I", __file__, "--ns-init",
              str(ROOT), str(APT_ARCHIVES), str(ORIGIN)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, preexec_fn=set_pdeathsig)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=(LOGS / "unshare.log").open("w"),
+            text=True, preexec_fn=set_pdeathsig)
         assert self.unshare.stdout is not None
         first = self.unshare.stdout.readline().strip()
         if first != "ready":
-            raise Failed(f"the namespace's init could not enter the rootfs: {first or 'no answer'}")
+            raise Failed(f"the namespace's init could not enter the rootfs: {first or 'no answer'}; "
+                         f"see {LOGS / 'unshare.log'}")
         self.init_pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
                              and _ppid(p) == self.unshare.pid)
         self.ns = {n: os.readlink(f"/proc/{self.init_pid}/ns/{n}") for n in ("pid", "mnt", "net")}
@@ -358,7 +360,7 @@ class Machine:
             show: bool = False) -> tuple[int, str]:
         """Run a bash script inside the machine (all its namespaces, its root), log and maybe show it."""
         argv = ["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--ipc", "--net", "--pid",
-                "--root", "--wd=/", "--", "/usr/bin/env", "-i",
+                "--root", "--wd", "--", "/usr/bin/env", "-i",
                 *(f"{k}={v}" for k, v in {**BASE_ENV, **(env or {})}.items()), "/bin/bash", "-c", script]
         log = LOGS / (re.sub(r"[^\w.-]+", "_", name) + ".log")
         lines: list[str] = []
