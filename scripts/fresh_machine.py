@@ -69,9 +69,14 @@ APT_ARCHIVES = DATA / "apt-archives"
 ORIGIN = DATA / "origin.git"
 LOGS = DATA / "logs"
 
+# This machine's TLS trust travels with it (here an egress proxy re-signs every registry's
+# certificate): the variables that point tools at the system bundle (pip, uv and node do not use it
+# by default), and the CA files themselves (fresh_copy). Nothing else from the host's environment.
+TRUST_ENV = {k: v for k, v in sorted(os.environ.items()) if v.startswith("/etc/ssl/")}
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash", "LANG": "C.UTF-8",
+    **TRUST_ENV,
 }
 
 
@@ -222,6 +227,12 @@ def fresh_copy(tarball: Path, sources: list[dict[str, list[str]]]) -> None:
     Path(ROOT, "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
                                        "::1\tlocalhost ip6-localhost ip6-loopback\n")
     Path(ROOT, "etc/resolv.conf").touch()
+    # This machine's own TLS trust (an egress proxy's CA here): the site CAs an admin adds under
+    # /usr/local/share/ca-certificates; installing ca-certificates puts them in the system bundle.
+    local_cas = Path(ROOT, "usr/local/share/ca-certificates")
+    local_cas.mkdir(parents=True, exist_ok=True)
+    for ca in sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt")):
+        (local_cas / ca.name).write_bytes(ca.read_bytes())
     Path(ROOT, "mnt/origin.git").mkdir(parents=True, exist_ok=True)
     remove_tree(ORIGIN)
     ORIGIN.mkdir()
@@ -535,6 +546,9 @@ def main() -> int:
         print(f"test:fresh: Debian 12 ({SUITE}, debootstrap --variant={VARIANT}) from {mirror}; "
               f"prerequisites {' '.join(PREREQUISITES)}; then `{install_line}`")
         print("test:fresh: README Quick start: " + "; ".join(f"({i}) `{c}`" for i, c in enumerate(commands, 1)))
+        cas = sorted(p.name for p in Path("/usr/local/share/ca-certificates").glob("**/*.crt"))
+        print(f"test:fresh: this machine's TLS trust goes along: CA files {', '.join(cas) or '(none)'}; "
+              f"env {', '.join(TRUST_ENV) or '(none)'}")
         if dirty:
             print("test:fresh: note: the working tree has uncommitted changes; the machine gets HEAD only")
 
