@@ -21,6 +21,9 @@ the host's python3 and needs nothing from `.venv`. Read top to bottom:
    fixed ports; no stack on the host can collide with it). Checks printed: user namespaces as
    root and as an unprivileged user with every namespace `bwrap --unshare-all` makes, cgroup v1
    memory/pids writable and joinable, the v2 `unified` tree with `cgroup.kill`.
+   The machine's TLS trust is this host's: its site CA files (/usr/local/share/ca-certificates)
+   and the variables pointing tools at the system bundle (here an egress proxy re-signs every
+   registry's certificate; without them no HTTPS download works on this kind of machine).
 3. prerequisites: `apt-get install --no-install-recommends python3 npm git ca-certificates`, then
    the README's own mise install line (`npm install -g @jdxcode/mise`).
 4. bwrap check: `bwrap --unshare-all` (run from Debian's bubblewrap .deb unpacked in /tmp, not
@@ -107,10 +110,10 @@ def quick_start(readme: str) -> tuple[str, list[str]]:
     return install.group(1), commands
 
 
-def apt_sources() -> list[dict[str, list[str]]]:
+def apt_sources(etc_apt: Path = Path("/etc/apt")) -> list[dict[str, list[str]]]:
     """This machine's enabled `deb` entries: one-line sources.list files and deb822 .sources files."""
     entries: list[dict[str, list[str]]] = []
-    one_line = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]
+    one_line = [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*.list"))]
     for path in one_line:
         if not path.is_file():
             continue
@@ -118,7 +121,7 @@ def apt_sources() -> list[dict[str, list[str]]]:
             words = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()  # drop [options]
             if len(words) >= 3 and words[0] == "deb":
                 entries.append({"uris": [words[1]], "suites": [words[2]], "components": words[3:]})
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+    for path in sorted((etc_apt / "sources.list.d").glob("*.sources")):
         for paragraph in re.split(r"\n\s*\n", path.read_text()):
             fields: dict[str, str] = {}
             key = None
@@ -382,12 +385,20 @@ class Machine:
             sel.register(proc.stdout, selectors.EVENT_READ)
             deadline = time.monotonic() + timeout
             pending = b""
+            quiet_since = None
             while True:
                 if time.monotonic() > deadline:
                     proc.kill()  # nsenter only; what it started dies with the pid namespace at cleanup
                     raise Failed(f"{name}: no end after {timeout:.0f}s; see {log}")
                 if not sel.select(timeout=1):
+                    # The command is done but something it started in the background still holds
+                    # the output pipe: stop reading after a short grace (its output is lost).
+                    if proc.poll() is not None:
+                        quiet_since = quiet_since or time.monotonic()
+                        if time.monotonic() - quiet_since > 3:
+                            break
                     continue
+                quiet_since = None
                 chunk = os.read(proc.stdout.fileno(), 65536)
                 if not chunk:
                     break
@@ -565,7 +576,7 @@ def main() -> int:
         checks = r"""
             set -u
             ok() { echo "ok   $*"; }; bad() { echo "FAIL $*"; fails=$((fails+1)); }; fails=0
-            echo "     hostname $(cat /proc/sys/kernel/hostname); pid 1: $(tr '\0' ' ' </proc/1/cmdline | cut -c1-40)"
+            echo "     hostname $(cat /proc/sys/kernel/hostname); pid 1: $(cat /proc/1/comm) (fresh_machine.py --ns-init)"
             echo "     interfaces: $(awk -F: 'NR>2 {gsub(/ /,"",$1); printf "%s ", $1}' /proc/net/dev)"
             unshare -U true && ok "unshare -U true (root)" || bad "unshare -U true (root)"
             setpriv --reuid=65534 --regid=65534 --clear-groups \
@@ -635,11 +646,11 @@ def main() -> int:
         t0 = step("clone: git clone of HEAD")
         sha, branch = bare_head()
         rc, out = machine.run("clone", f"set -e; git clone -q file:///mnt/origin.git {CLONE}; "
-                              f"git -C {CLONE} log -1 --format='%h %s' | cut -c1-90")
+                              f"git -C {CLONE} log -1 --format='%h %s' | cut -c1-80")
         if rc != 0:
             raise Failed(f"git clone exited {rc}: {out.strip()}")
         clone_ready = True
-        done("clone", t0, f"{branch} @ {out.strip()} ({sha[:12]})")
+        done("clone", t0, f"{CLONE}: {branch} @ {out.strip()}")
 
         env = {"PORT": PORT, "PATH": f"{BASE_ENV['PATH']}:{npm_bin}"}
         for i, command in enumerate(commands, 1):
