@@ -645,8 +645,11 @@ def main() -> int:
 
         t0 = step("clone: git clone of HEAD")
         sha, branch = bare_head()
+        # The README's one-time `mise trust` in the clone (mise runs no task from an untrusted config).
         rc, out = machine.run("clone", f"set -e; git clone -q file:///mnt/origin.git {CLONE}; "
-                              f"git -C {CLONE} log -1 --format='%h %s' | cut -c1-80")
+                              f"cd {CLONE} && mise trust -q; "
+                              f"git -C {CLONE} log -1 --format='%h %s' | cut -c1-80",
+                              env={"PATH": f"{BASE_ENV['PATH']}:{npm_bin}"})
         if rc != 0:
             raise Failed(f"git clone exited {rc}: {out.strip()}")
         clone_ready = True
