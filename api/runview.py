@@ -20,8 +20,12 @@ def _steps(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in STEPS:
         row = rows.get(name)
-        out.append({"name": name, "status": row["status"] if row else "pending",
-                    "attempts": int(row["attempts"]) if row else 0})
+        step: dict[str, Any] = {"name": name, "status": row["status"] if row else "pending",
+                                "attempts": int(row["attempts"]) if row else 0}
+        if row and row["status"] == "failed":
+            # Rows failed before error kinds were recorded say only "error".
+            step["error"] = {"kind": row["error_kind"] or "error", "message": row["error"] or ""}
+        out.append(step)
     return out
 
 

@@ -79,14 +79,19 @@ def submit(settings: Settings, i: int, tally: Tally, stop_at: float) -> None:
         tally.submitted_at.setdefault(run, time.time())
 
 
-def _kill_a_worker(settings: Settings) -> bool:
-    with psycopg.connect(db.app_url(settings), connect_timeout=3) as conn:
-        rows = conn.execute("SELECT pid, pid_start_ticks FROM app.run_workers").fetchall()
-    live = [(pid, ticks) for pid, ticks in rows if run_workers.is_alive(pid, ticks)]
-    if not live:
-        return False
-    os.kill(random.choice(live)[0], signal.SIGKILL)
-    return True
+def _kill_a_worker(settings: Settings, within_s: float = 3.0) -> bool:
+    """SIGKILL a live run worker, waiting up to ``within_s`` for one (runs take well under a second)."""
+    deadline = time.monotonic() + within_s
+    with psycopg.connect(db.app_url(settings), connect_timeout=3, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            rows = conn.execute("SELECT pid, pid_start_ticks FROM app.run_workers "
+                                "WHERE registered_at > now() - interval '1 minute'").fetchall()
+            live = [(pid, ticks) for pid, ticks in rows if run_workers.is_alive(pid, ticks)]
+            if live:
+                os.kill(random.choice(live)[0], signal.SIGKILL)
+                return True
+            time.sleep(0.05)
+    return False
 
 
 def chaos(settings: Settings, tally: Tally, done: threading.Event, kill_every: float, pg_every: float) -> None:

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from pipelines.settings import load
+from pipelines.settings import Settings, load
 
 DEMO_INTENT = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
 
@@ -36,7 +36,26 @@ def main() -> int:
     print(f"\nintent {intent_id} -> run {run_id}: {view['status']} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     for r in view["dagsterRuns"]:
         print(f"Dagster UI: {r['url']}", file=sys.stderr)
-    return 0 if view["status"] == "succeeded" else 1
+    if view["status"] == "succeeded":
+        return 0
+    explain(view, settings)
+    return 1
+
+
+def explain(view: dict, settings: Settings) -> None:
+    """Why the run did not succeed, where a person looks first: each failed step's error, what the
+    sandbox detected, and the log to read next."""
+    failed = [s for s in view["steps"] if s.get("error")]
+    for step in failed:
+        print(f"step {step['name']} failed ({step['error']['kind']}): {step['error']['message']}", file=sys.stderr)
+    if not failed:
+        print(f"no step recorded an error (status {view['status']}); the run's own events are in the Dagster UI",
+              file=sys.stderr)
+    if view["sandbox"]["available"] is False:
+        print(f"the sandbox is unavailable (backend {view['sandbox']['backend']}): see `mise run sbx:live:smoke` "
+              "and GET /healthz", file=sys.stderr)
+    worker_log = "pool.log" if settings.run_launcher == "warm" else "daemon.log"
+    print(f"run worker log: {settings.log_dir / worker_log}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def oc_plan(context: OpExecutionContext, config: IntentRunConfig, app_db: AppDat
             try:
                 produced = oc.produce(intent, mode=oc_options.get("mode"), seed=oc_options.get("seed")).as_dict()
             except OCError as exc:
-                raise checkpoint.StepError(exc.kind, exc.detail or "") from exc
+                said = f" (provider said: {exc.detail})" if exc.detail else ""
+                raise checkpoint.StepError(exc.kind, exc.message + said) from exc
             plan = repo.canonical_json(produced["plan"])
             return produced, lambda c: repo.insert_artifact(c, run_id=run.run_id, step="oc", name="plan.json",
                                                             content=plan)

@@ -20,6 +20,7 @@ class OCError(Exception):
         violations: list[Violation] | None = None,
     ):
         self.kind = kind
+        self.message = message
         self.detail = detail[:_DETAIL_LIMIT] if detail is not None else None
         self.violations = violations or []
         super().__init__(f"{kind}: {message}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import contracts
+from pipelines.settings import REPO_ROOT
 
 from .errors import FixtureMissing, OCError
 from .plan import SCHEMA_VERSION, validate_plan
@@ -32,10 +33,16 @@ def fixture_path(fixtures_dir: Path, key: str) -> Path:
     return fixtures_dir / f"{key}.json"
 
 
+def _shown(path: Path) -> str:
+    """A path as messages show it: relative to the checkout when inside it, so a step error (and
+    the RunView that carries it) reads the same on every machine."""
+    return str(path.resolve().relative_to(REPO_ROOT)) if path.resolve().is_relative_to(REPO_ROOT) else str(path)
+
+
 def record_command(intent: Any, seed: int, fixtures_dir: Path) -> str:
     argv = [".venv/bin/python", "-m", REFRESH_MODULE, "--intent", canonical_json(intent), "--seed", str(seed)]
     if fixtures_dir.resolve() != DEFAULT_FIXTURES_DIR:
-        argv += ["--fixtures-dir", str(fixtures_dir)]
+        argv += ["--fixtures-dir", _shown(fixtures_dir)]
     return shlex.join(argv)
 
 
@@ -68,7 +75,7 @@ def read_fixture(fixtures_dir: Path, intent: Any, seed: int) -> Fixture:
     if not path.is_file():
         raise FixtureMissing(
             key,
-            f"no recorded OC output {key} in {fixtures_dir} for intent {canonical_json(intent)} "
+            f"no recorded OC output {key} in {_shown(fixtures_dir)} for intent {canonical_json(intent)} "
             f"with seed {seed} and schemaVersion {SCHEMA_VERSION}; replay never calls a provider. "
             f"Record it (OC_BASE_URL/OC_MODEL if set, else the rule-based reference planner) with: "
             f"{record_command(intent, seed, fixtures_dir)}",

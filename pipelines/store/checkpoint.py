@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from pipelines import clock
 
 Effect = Callable[[psycopg.Connection], None]
+MAX_ERROR_CHARS = 2000  # what a failed step's row keeps of its message (the RunView shows it whole)
 # A step's work, given its attempt number: its output and the effect to commit with it (None: the
 # output is the only effect).
 Work = Callable[[int], tuple[dict[str, Any], Effect | None]]
@@ -59,7 +60,7 @@ def begin(conn: psycopg.Connection, *, run_id: str, step: str, dagster_run_id: s
         INSERT INTO app.run_steps AS s (run_id, step, status, attempts, dagster_run_id, started_at)
         VALUES (%(run_id)s, %(step)s, 'running', 1, %(drid)s, %(now)s)
         ON CONFLICT (run_id, step) DO UPDATE SET
-            attempts = s.attempts + 1, status = 'running', error = NULL,
+            attempts = s.attempts + 1, status = 'running', error = NULL, error_kind = NULL,
             dagster_run_id = EXCLUDED.dagster_run_id, started_at = EXCLUDED.started_at
         WHERE s.status <> 'succeeded'
         RETURNING attempts
@@ -96,7 +97,7 @@ def commit(
             effect(conn)
         conn.execute(
             """
-            UPDATE app.run_steps SET status = 'succeeded', output = %s, finished_at = %s, error = NULL
+            UPDATE app.run_steps SET status = 'succeeded', output = %s, finished_at = %s, error = NULL, error_kind = NULL
             WHERE run_id = %s AND step = %s
             """,
             (Jsonb(output), clock.now(), run_id, step),
@@ -104,11 +105,11 @@ def commit(
     return output, True
 
 
-def fail(conn: psycopg.Connection, *, run_id: str, step: str, error: str) -> None:
+def fail(conn: psycopg.Connection, *, run_id: str, step: str, kind: str, message: str) -> None:
     conn.execute(
-        "UPDATE app.run_steps SET status = 'failed', error = %s WHERE run_id = %s AND step = %s"
+        "UPDATE app.run_steps SET status = 'failed', error_kind = %s, error = %s WHERE run_id = %s AND step = %s"
         " AND status <> 'succeeded'",
-        (error[:4000], run_id, step),
+        (kind, message[:MAX_ERROR_CHARS], run_id, step),
     )
 
 
@@ -122,16 +123,16 @@ def run_step(conn: psycopg.Connection, *, run_id: str, step: str, dagster_run_id
     try:
         output, effect = work(attempt.attempt)
     except StepError as exc:
-        fail(conn, run_id=run_id, step=step, error=str(exc))
+        fail(conn, run_id=run_id, step=step, kind=exc.kind, message=exc.message)
         raise
     committed, applied = commit(conn, run_id=run_id, step=step, output=output, effect=effect)
     return StepResult(output=committed, attempt=attempt.attempt, reused=not applied)
 
 
 def steps(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
-    """Every step row of the run by step name: status, attempts, output, error."""
+    """Every step row of the run by step name: status, attempts, output, error_kind, error."""
     cur = conn.cursor(row_factory=dict_row)
-    rows = cur.execute("SELECT step, status, attempts, output, error FROM app.run_steps WHERE run_id = %s",
+    rows = cur.execute("SELECT step, status, attempts, output, error_kind, error FROM app.run_steps WHERE run_id = %s",
                        (run_id,)).fetchall()
     return {r["step"]: r for r in rows}
 

@@ -89,8 +89,8 @@ def test_oc_failure_is_a_step_failure_that_writes_nothing(app_db_url: str, monke
     result = _job().execute_in_process(run_config=intent_run_config(run_id), raise_on_error=False)
     assert not result.success
     with psycopg.connect(app_db_url) as conn:
-        oc = conn.execute("SELECT status, error FROM app.run_steps WHERE run_id = %s AND step = 'oc'",
+        oc = conn.execute("SELECT status, error_kind FROM app.run_steps WHERE run_id = %s AND step = 'oc'",
                           (run_id,)).fetchone()
         artifacts = conn.execute("SELECT count(*) FROM app.artifacts WHERE run_id = %s", (run_id,)).fetchone()
-    assert oc[0] == "failed" and oc[1].startswith("fixture_missing")
+    assert oc == ("failed", "fixture_missing")
     assert artifacts == (0,)
