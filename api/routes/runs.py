@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -48,37 +49,35 @@ def get_run(run_id: str, st: StateDep,
     return respond("run-view", view)
 
 
-@router.post("/runs/{run_id}/cancel", dependencies=[WriteGuard],
-             openapi_extra=io(responses={202: "run-accepted", 400: "error", 401: "error", 404: "error", 409: "error"}))
-def cancel_run(run_id: str, st: StateDep) -> JSONResponse:
+def _act(st: AppState, run_id: str, action: Callable[..., object], unavailable: str) -> JSONResponse:
+    """Apply a lifecycle action to the run; its refusals become envelopes."""
     check_id(run_id, "run")
     with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
         try:
-            lifecycle.cancel(conn, dconn, st.dagster, run_id)
+            action(conn, dconn, st.dagster, run_id)
         except LookupError:
             raise not_found("run", run_id) from None
         except lifecycle.Conflict as exc:
             raise ApiError(409, "conflict", str(exc)) from None
         except DagsterUnavailable as exc:
-            raise ApiError(503, "unavailable", f"cancel recorded; Dagster could not be reached: {exc}") from exc
+            raise ApiError(503, "unavailable", f"{unavailable}: {exc}") from exc
+        except DagsterRejected as exc:
+            raise ApiError(409, "conflict", f"Dagster refused: {exc}") from exc
     return respond("run-accepted", {"runId": run_id}, 202)
+
+
+_ACT_ERRORS = {400: "error", 401: "error", 404: "error", 409: "error", 503: "error"}
+
+
+@router.post("/runs/{run_id}/cancel", dependencies=[WriteGuard],
+             openapi_extra=io(responses={202: "run-accepted", **_ACT_ERRORS}))
+def cancel_run(run_id: str, st: StateDep) -> JSONResponse:
+    """Record the cancel (no launch or retry follows), then terminate the live Dagster run."""
+    return _act(st, run_id, lifecycle.cancel, "cancel recorded; Dagster could not be reached")
 
 
 @router.post("/runs/{run_id}/resume", dependencies=[WriteGuard],
-             openapi_extra=io(responses={202: "run-accepted", 400: "error", 401: "error", 404: "error", 409: "error",
-                                         503: "error"}))
+             openapi_extra=io(responses={202: "run-accepted", **_ACT_ERRORS}))
 def resume_run(run_id: str, st: StateDep) -> JSONResponse:
     """Re-execute from failure: only the steps that did not finish run again, under the same app run id."""
-    check_id(run_id, "run")
-    with st.app_pool.connection() as conn, st.dagster_pool.connection() as dconn:
-        try:
-            lifecycle.resume(conn, dconn, st.dagster, run_id)
-        except LookupError:
-            raise not_found("run", run_id) from None
-        except lifecycle.Conflict as exc:
-            raise ApiError(409, "conflict", str(exc)) from None
-        except DagsterUnavailable as exc:
-            raise ApiError(503, "unavailable", f"Dagster could not be reached: {exc}") from exc
-        except DagsterRejected as exc:
-            raise ApiError(409, "conflict", f"Dagster refused the re-execution: {exc}") from exc
-    return respond("run-accepted", {"runId": run_id}, 202)
+    return _act(st, run_id, lifecycle.resume, "Dagster could not be reached")
