@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import Definitions, EnvVar
 
 from pipelines.jobs.crashdemo import crashdemo
@@ -15,14 +13,9 @@ from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.outbox_sensor import intent_outbox
 from pipelines.sensors.reaper_sensor import run_reaper
+from pipelines.settings import load
 
-
-def _optional_env(name: str) -> EnvVar | None:
-    """EnvVar (read at launch, hidden in the UI) when the variable exists at all: an EnvVar of an
-    unset variable fails every run's config, and replay mode needs no provider settings."""
-    return EnvVar(name) if name in os.environ else None
-
-
+settings = load()
 defs = Definitions(
     jobs=[intent_job, crashdemo, hello_job, crashdemo_soak],
     schedules=[crashdemo_soak_schedule],
@@ -30,8 +23,11 @@ defs = Definitions(
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),
         # Replay (recorded fixtures) unless a run asks for record/live.
-        "oc": OCResource(base_url=_optional_env("OC_BASE_URL"), model=_optional_env("OC_MODEL"),
-                         api_key=_optional_env("OC_API_KEY")),
+        # The key stays an EnvVar (read at launch, hidden in the UI), and only when it is set: an
+        # EnvVar of an unset variable fails every run's config, and replay needs no provider.
+        "oc": OCResource(base_url=settings.oc_base_url, model=settings.oc_model,
+                         api_key=EnvVar("OC_API_KEY") if settings.oc_api_key else None,
+                         timeout_s=settings.oc_timeout_s, max_retries=settings.oc_max_retries),
         "sandbox": SandboxResource(),
     },
 )

@@ -1,4 +1,8 @@
-"""Every setting read from the environment, in one place.
+"""Every setting read from the environment, in one place: the only module that reads it.
+
+``VARIABLES`` declares each variable once (name, default, meaning); ``load()`` reads only declared
+variables, validates them and fails with an error naming the variable. The README's settings table
+is this declaration printed (``python -m pipelines.settings``), and a unit test keeps them equal.
 
 With ``DATABASE_URL`` unset the harness uses the embedded PostgreSQL under the data dir;
 with it set, that server is used and nothing is started.
@@ -7,17 +11,58 @@ with it set, that server is used and nothing is started.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DB_NAME = "harness"
+RUN_LAUNCHERS = ("warm", "stock")
 
 
-def _env(name: str, default: str) -> str:
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str  # as a reader sees it in the README
+    what: str
+
+
+VARIABLES = (
+    Variable("PORT", "3001", "the API"),
+    Variable("DAGSTER_PORT", "`PORT`+1000 (4001)", "Dagster UI / GraphQL"),
+    Variable("DAGSTER_GRPC_PORT", "`PORT`+2000 (5001)", "the standalone Dagster code server"),
+    Variable("HARNESS_DATA_DIR", "`.data`", "PID files, logs, embedded PostgreSQL, pool socket"),
+    Variable("DATABASE_URL", "unset: embedded server",
+             "app database on any PostgreSQL ≥ 14 (`postgresql://user:pw@host/db`)"),
+    Variable("DAGSTER_DATABASE_URL", "`DATABASE_URL` with database `<name>_dagster`",
+             "Dagster's run/event/schedule storage"),
+    Variable("APP_DATABASE_URL", "set by `up`", "the app database as resolved once by `up` for the processes it starts"),
+    Variable("DAGSTER_HOME", "`dagster_home/`", "Dagster's instance config (`dagster.yaml`)"),
+    Variable("HARNESS_RUN_LAUNCHER", "`warm`",
+             "`warm` (our pool) or `stock` (Dagster's QueuedRunCoordinator + DefaultRunLauncher)"),
+    Variable("HARNESS_POOL_SOCKET", "`<data dir>/run/pool.sock`", "the warm pool's unix socket"),
+    Variable("HARNESS_POOL_MAX_RUNNING", "4", "runs the warm pool executes at once"),
+    Variable("HARNESS_SOAK_CRON", "`17 * * * *`", "when the scheduled durability soak runs (cron, 5 fields)"),
+    Variable("API_TOKEN", "unset", "when set, every write route needs `Authorization: Bearer <token>`"),
+    Variable("OC_BASE_URL", "unset", "the live OC provider's OpenAI-compatible base URL"),
+    Variable("OC_MODEL", "unset", "the model id served there"),
+    Variable("OC_API_KEY", "unset", "its key (a secret: Dagster reads it at launch through `EnvVar`)"),
+    Variable("OC_TIMEOUT_S", "60", "seconds per provider attempt"),
+    Variable("OC_MAX_RETRIES", "3", "provider retries after the first attempt"),
+)
+_DECLARED = frozenset(v.name for v in VARIABLES)
+
+
+def _env(name: str, default: str = "") -> str:
+    if name not in _DECLARED:  # every variable read is declared, hence documented
+        raise KeyError(f"{name} is not declared in pipelines.settings.VARIABLES")
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _optional(name: str) -> str | None:
+    return _env(name) or None
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str:
@@ -27,15 +72,44 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _port(name: str, default: int) -> int:
+def _int(name: str, default: int, low: int, high: int, what: str = "a whole number") -> int:
     raw = _env(name, str(default))
     try:
-        port = int(raw)
+        value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"{name}={port} is out of range")
-    return port
+        raise ValueError(f"{name}={raw!r} is not {what}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is out of range ({low}–{high})")
+    return value
+
+
+def _port(name: str, default: int) -> int:
+    return _int(name, default, 1, 65535, "a port number")
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{name}={value} must be more than 0 seconds")
+    return value
+
+
+def _cron(name: str, default: str) -> str:
+    value = " ".join(_env(name, default).split())
+    if len(value.split(" ")) != 5:
+        raise ValueError(f"{name}={value!r}: expected a cron schedule of 5 fields, e.g. '17 * * * *'")
+    return value
+
+
+def _database_url(name: str) -> str | None:
+    value = _optional(name)
+    if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{name}: expected a postgresql:// URL, got scheme {urlsplit(value).scheme!r}")
+    return value
 
 
 def with_database(url: str, dbname: str, *, scheme: str | None = None) -> str:
@@ -68,8 +142,19 @@ class Settings:
     api_port: int
     dagster_ui_port: int
     dagster_grpc_port: int
-    api_token: str | None
+    api_token: str | None = field(repr=False)
     run_launcher: str  # "warm" (our pool, the default) or "stock" (Dagster's DefaultRunLauncher)
+    app_database_url: str | None = None  # resolved by `up` for its processes; wins over the rest
+    dagster_database_url: str | None = None
+    dagster_home: Path = REPO_ROOT / "dagster_home"
+    pool_socket_override: Path | None = None
+    pool_max_running: int = 4
+    soak_cron: str = "17 * * * *"
+    oc_base_url: str | None = None
+    oc_model: str | None = None
+    oc_api_key: str | None = field(default=None, repr=False)
+    oc_timeout_s: float = 60.0
+    oc_max_retries: int = 3
 
     @property
     def embedded(self) -> bool:
@@ -88,12 +173,8 @@ class Settings:
         return self.data_dir / "log"
 
     @property
-    def dagster_home(self) -> Path:
-        return Path(_env("DAGSTER_HOME", str(REPO_ROOT / "dagster_home")))
-
-    @property
     def pool_socket(self) -> Path:
-        return self.run_dir / "pool.sock"
+        return self.pool_socket_override or self.run_dir / "pool.sock"
 
     @property
     def dagster_ui_url(self) -> str:
@@ -101,15 +182,38 @@ class Settings:
 
 
 def load() -> Settings:
-    data_dir = Path(_env("HARNESS_DATA_DIR", str(REPO_ROOT / ".data"))).resolve()
+    """Read and validate every variable; a bad value raises ValueError naming it."""
     api_port = _port("PORT", 3001)
+    socket = _optional("HARNESS_POOL_SOCKET")
     # The other ports follow PORT, so two stacks started with different PORTs never collide.
     return Settings(
-        data_dir=data_dir,
-        external_database_url=os.environ.get("DATABASE_URL") or None,
+        data_dir=Path(_env("HARNESS_DATA_DIR", str(REPO_ROOT / ".data"))).resolve(),
+        external_database_url=_database_url("DATABASE_URL"),
         api_port=api_port,
         dagster_ui_port=_port("DAGSTER_PORT", api_port + 1000),
         dagster_grpc_port=_port("DAGSTER_GRPC_PORT", api_port + 2000),
-        api_token=os.environ.get("API_TOKEN") or None,
-        run_launcher=_choice("HARNESS_RUN_LAUNCHER", ("warm", "stock")),
+        api_token=_optional("API_TOKEN"),
+        run_launcher=_choice("HARNESS_RUN_LAUNCHER", RUN_LAUNCHERS),
+        app_database_url=_database_url("APP_DATABASE_URL"),
+        dagster_database_url=_database_url("DAGSTER_DATABASE_URL"),
+        dagster_home=Path(_env("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))),
+        pool_socket_override=Path(socket) if socket else None,
+        pool_max_running=_int("HARNESS_POOL_MAX_RUNNING", 4, 1, 256),
+        soak_cron=_cron("HARNESS_SOAK_CRON", "17 * * * *"),
+        oc_base_url=_optional("OC_BASE_URL"),
+        oc_model=_optional("OC_MODEL"),
+        oc_api_key=_optional("OC_API_KEY"),
+        oc_timeout_s=_seconds("OC_TIMEOUT_S", 60.0),
+        oc_max_retries=_int("OC_MAX_RETRIES", 3, 0, 20),
     )
+
+
+def markdown_table() -> str:
+    """The README's settings table."""
+    rows = ["| variable | default | what |", "|---|---|---|"]
+    rows += [f"| `{v.name}` | {v.default} | {v.what} |" for v in VARIABLES]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

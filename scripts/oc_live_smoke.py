@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from pipelines.oc import OCError, ProviderConfig, run_oc
+from pipelines.settings import load
 from scripts.oc_refresh import DEMO_INTENT
 
 NOT_CONFIGURED = """oc_live_smoke: no provider configured, nothing was called. Set:
@@ -37,11 +37,12 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if not (os.environ.get("OC_BASE_URL") and os.environ.get("OC_MODEL")):
+    settings = load()
+    if not (settings.oc_base_url and settings.oc_model):
         print(NOT_CONFIGURED, file=sys.stderr)
         return 2
     try:
-        result = run_oc(args.intent, "live", args.seed, provider=ProviderConfig.from_env())
+        result = run_oc(args.intent, "live", args.seed, provider=ProviderConfig.from_settings(settings))
     except OCError as exc:
         print(f"oc_live_smoke: FAILED {exc}", file=sys.stderr)
         if exc.violations:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from pipelines.oc import DEFAULT_FIXTURES_DIR, SCHEMA_VERSION, OCError, ProviderConfig, canonical_json, run_oc
 from pipelines.oc.fixture_store import fixture_path
+from pipelines.settings import load
 from scripts import oc_reference_provider
 
 DEMO_INTENT: dict[str, Any] = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
@@ -53,8 +53,9 @@ def main() -> int:
     args = parser.parse_args()
     todo = [(args.intent, args.seed)] if args.intent is not None else targets(args.fixtures_dir)
     try:
-        if os.environ.get("OC_BASE_URL"):
-            provider = ProviderConfig.from_env()
+        settings = load()
+        if settings.oc_base_url:
+            provider = ProviderConfig.from_settings(settings)
             print(f"recording from {provider.base_url} model {provider.model}")
             record(provider, args.fixtures_dir, todo)
         else:

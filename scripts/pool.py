@@ -2,30 +2,25 @@
 
     python -m scripts.pool [--socket PATH] [--max-running N]
 
-Reads ``HARNESS_POOL_SOCKET`` (default ``<data_dir>/run/pool.sock``), ``HARNESS_POOL_MAX_RUNNING``
-(default 4), ``DAGSTER_HOME``, ``DAGSTER_PG_URL`` and ``APP_DATABASE_URL`` from the environment
-that ``scripts.stack.stack_env`` builds. Ready when ``pipelines.launcher.protocol.ping`` is true.
+Defaults from the settings (``HARNESS_POOL_SOCKET``, ``HARNESS_POOL_MAX_RUNNING``); Dagster reads
+``DAGSTER_HOME`` and ``DAGSTER_PG_URL`` from the environment that ``scripts.stack.stack_env`` builds. Ready when ``pipelines.launcher.protocol.ping`` is true.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from pipelines.settings import load
-
-DEFAULT_MAX_RUNNING = 4
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="scripts.pool", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--socket", default=os.environ.get("HARNESS_POOL_SOCKET")
-                        or str(load().run_dir / "pool.sock"))
-    parser.add_argument("--max-running", type=int,
-                        default=int(os.environ.get("HARNESS_POOL_MAX_RUNNING") or DEFAULT_MAX_RUNNING))
+    settings = load()
+    parser.add_argument("--socket", default=str(settings.pool_socket))
+    parser.add_argument("--max-running", type=int, default=settings.pool_max_running)
     args = parser.parse_args(argv)
     if args.max_running < 1:
         parser.error("--max-running must be at least 1")

@@ -7,7 +7,6 @@ the marks: exactly one per step, or the proof did not hold.
 """
 
 # No "from __future__ import annotations" in op modules (Dagster reads runtime annotations).
-import os
 import secrets
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from dagster import (
 from psycopg.types.json import Jsonb
 
 from pipelines.resources.app_db import AppDatabase
-from pipelines.settings import REPO_ROOT
+from pipelines.settings import REPO_ROOT, load
 
 SOAK_KEY = ["durability", "crashdemo_soak"]
 POINTS = ("s2_before_commit", "s2_after_commit")
@@ -43,9 +42,9 @@ class SoakConfig(Config):
 
 
 def _child(wf_id: str, crash_at: str, url: str, timeout_s: float) -> int:
-    env = {**os.environ, "APP_DATABASE_URL": url}
+    # The URL goes on stdin: the child inherits this environment, and a password stays out of ps.
     return subprocess.run([sys.executable, "-m", "pipelines.jobs.crashdemo_child", wf_id, crash_at], cwd=REPO_ROOT,
-                          env=env, timeout=timeout_s, capture_output=True).returncode
+                          input=url, text=True, timeout=timeout_s, capture_output=True).returncode
 
 
 @op
@@ -85,6 +84,6 @@ def crashdemo_soak() -> None:
 
 crashdemo_soak_schedule = ScheduleDefinition(
     job=crashdemo_soak,
-    cron_schedule=os.environ.get("HARNESS_SOAK_CRON", "17 * * * *"),  # hourly by default
+    cron_schedule=load().soak_cron,  # hourly by default
     default_status=DefaultScheduleStatus.RUNNING,
 )

@@ -6,14 +6,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .errors import OCError
+from pipelines.settings import Settings
 
-ENV_VARS = ("OC_BASE_URL", "OC_API_KEY", "OC_MODEL", "OC_TIMEOUT_S", "OC_MAX_RETRIES")
+from .errors import OCError
 
 
 @dataclass(frozen=True)
@@ -31,18 +29,15 @@ class ProviderConfig:
         return urlsplit(self.base_url).hostname
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ProviderConfig:
-        missing = [name for name in ("OC_BASE_URL", "OC_MODEL") if not env.get(name)]
+    def from_settings(cls, settings: Settings) -> ProviderConfig:
+        missing = [name for name, value in (("OC_BASE_URL", settings.oc_base_url), ("OC_MODEL", settings.oc_model))
+                   if not value]
         if missing:
             raise OCError(
                 "not_configured",
                 f"set {' and '.join(missing)} (e.g. OC_BASE_URL=https://api.openai.com/v1 OC_MODEL=gpt-4o-mini "
                 "OC_API_KEY=...; optional OC_TIMEOUT_S, OC_MAX_RETRIES)",
             )
-        return cls(
-            base_url=env["OC_BASE_URL"],
-            model=env["OC_MODEL"],
-            api_key=env.get("OC_API_KEY") or None,
-            timeout_s=float(env.get("OC_TIMEOUT_S") or 60.0),
-            max_retries=int(env.get("OC_MAX_RETRIES") or 3),
-        )
+        assert settings.oc_base_url and settings.oc_model  # for mypy: checked just above
+        return cls(base_url=settings.oc_base_url, model=settings.oc_model, api_key=settings.oc_api_key,
+                   timeout_s=settings.oc_timeout_s, max_retries=settings.oc_max_retries)

@@ -1,4 +1,5 @@
-"""The databases a sensor reads, from the variables the stack sets for every process.
+"""The databases a sensor reads: the URLs `up` resolved for every process (``APP_DATABASE_URL``,
+``DAGSTER_DATABASE_URL``), through the settings.
 
 Sensors take no Dagster resources on purpose: for a sensor with resources, Dagster builds a
 ``DagsterInstance`` on every tick, idle or not (``SensorEvaluationContext.resources``, dagster
@@ -9,25 +10,17 @@ when a sensor has something to write.
 
 from __future__ import annotations
 
-import os
-
 import psycopg
 
+from pipelines.settings import load
 from pipelines.store import db
 
 
-def _url(name: str) -> str:
-    url = os.environ.get(name)
-    if not url:
-        raise RuntimeError(f"{name} is not set: start the code server through `mise run up` (scripts/stack.py)")
-    return url
-
-
 def app_connection() -> psycopg.Connection:
-    """The app database (``APP_DATABASE_URL``), autocommit: callers open explicit transactions."""
-    return db.connect(_url("APP_DATABASE_URL"), autocommit=True)
+    """The app database, autocommit: callers open explicit transactions."""
+    return db.connect(db.app_url(load()), autocommit=True)
 
 
 def dagster_connection() -> psycopg.Connection:
-    """Dagster's storage database (``DAGSTER_DATABASE_URL``, psycopg URL), for reads."""
-    return db.connect(_url("DAGSTER_DATABASE_URL"), autocommit=True)
+    """Dagster's storage database (psycopg URL), for reads."""
+    return db.connect(db.dagster_url(load()), autocommit=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import psycopg
 from psycopg import sql
 
@@ -14,9 +12,8 @@ from pipelines.store import localdb
 def app_url(settings: Settings) -> str:
     """``APP_DATABASE_URL`` (set by the stack for its processes), else ``DATABASE_URL``, else the
     embedded server's app database."""
-    explicit = os.environ.get("APP_DATABASE_URL")
-    if explicit:
-        return explicit
+    if settings.app_database_url:
+        return settings.app_database_url
     if settings.external_database_url:
         return settings.external_database_url
     return localdb.server_url(settings)
@@ -25,9 +22,8 @@ def app_url(settings: Settings) -> str:
 def dagster_url(settings: Settings) -> str:
     """The Dagster storage database: same server, its own database (product and orchestration
     tables never mix). ``DAGSTER_DATABASE_URL`` overrides."""
-    explicit = os.environ.get("DAGSTER_DATABASE_URL")
-    if explicit:
-        return explicit
+    if settings.dagster_database_url:
+        return settings.dagster_database_url
     app = app_url(settings)
     return with_database(app, database_name(app) + "_dagster")
 

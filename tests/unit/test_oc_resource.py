@@ -11,6 +11,7 @@ from dagster import EnvVar, job, op
 from pipelines.oc import OCError, ProviderConfig, fixture_key
 from pipelines.oc.provider import _backoff_s
 from pipelines.oc.resource import OCResource, ScriptedOC
+from pipelines.settings import load
 from tests.oc_samples import DEMO, PLAN
 
 
@@ -83,14 +84,18 @@ def test_scripted_oc_checks_its_plans_against_the_contract() -> None:
     assert [v.pointer for v in caught.value.violations] == ["/commands"]
 
 
-def test_provider_config_from_env_says_what_is_missing_and_hides_the_key() -> None:
+def test_provider_config_from_settings_says_what_is_missing_and_hides_the_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OC_BASE_URL", "OC_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OC_API_KEY", "sk-x")
     with pytest.raises(OCError) as caught:
-        ProviderConfig.from_env({"OC_API_KEY": "sk-x"})
+        ProviderConfig.from_settings(load())
     assert "OC_BASE_URL and OC_MODEL" in str(caught.value)
-    config = ProviderConfig.from_env(
-        {"OC_BASE_URL": "https://user:pw@api.example.test:8443/v1", "OC_MODEL": "m", "OC_API_KEY": "sk-x",
-         "OC_TIMEOUT_S": "2.5", "OC_MAX_RETRIES": "1"}
-    )  # fmt: skip
+    for name, value in {"OC_BASE_URL": "https://user:pw@api.example.test:8443/v1", "OC_MODEL": "m",
+                        "OC_TIMEOUT_S": "2.5", "OC_MAX_RETRIES": "1"}.items():
+        monkeypatch.setenv(name, value)
+    config = ProviderConfig.from_settings(load())
     assert (config.timeout_s, config.max_retries, config.api_key) == (2.5, 1, "sk-x")
     assert config.host == "api.example.test"
     assert "sk-x" not in repr(config)

@@ -1,6 +1,15 @@
+import ast
+
 import pytest
 
-from pipelines.settings import database_name, load, sqlalchemy_psycopg2, with_database
+from pipelines.settings import (
+    REPO_ROOT,
+    database_name,
+    load,
+    markdown_table,
+    sqlalchemy_psycopg2,
+    with_database,
+)
 
 
 def test_with_database_keeps_server_and_query() -> None:
@@ -27,3 +36,53 @@ def test_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     monkeypatch.setenv("PORT", bad)
     with pytest.raises(ValueError, match="PORT"):
         load()
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("HARNESS_RUN_LAUNCHER", "celery", "expected one of warm, stock"),
+    ("HARNESS_POOL_MAX_RUNNING", "0", "out of range"),
+    ("HARNESS_SOAK_CRON", "hourly", "cron schedule of 5 fields"),
+    ("OC_TIMEOUT_S", "soon", "not a number of seconds"),
+    ("OC_MAX_RETRIES", "-1", "out of range"),
+    ("DATABASE_URL", "mysql://db/x", "postgresql:// URL"),
+])
+def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name) as caught:
+        load()
+    assert says in str(caught.value)
+
+
+def test_the_readme_settings_table_is_the_declaration() -> None:
+    """`python -m pipelines.settings` prints the table; the README carries it verbatim."""
+    assert markdown_table() in (REPO_ROOT / "README.md").read_text()
+
+
+def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKEN", "tok-secret")
+    monkeypatch.setenv("OC_API_KEY", "sk-secret")
+    text = repr(load())
+    assert "tok-secret" not in text and "sk-secret" not in text
+
+
+def _environ_reads(source: str) -> list[int]:
+    """Lines where ``source`` reads the process environment (``os.environ`` other than as an
+    assignment target, ``os.getenv``, ``os.environb``)."""
+    tree = ast.parse(source)
+    stores = {id(node.value) for node in ast.walk(tree)
+              if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)}
+    return sorted(node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+            and node.attr in ("environ", "getenv", "environb", "getenvb") and id(node) not in stores)
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    readers = {str(path.relative_to(REPO_ROOT)): lines
+               for folder in ("pipelines", "api") for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+               if path.name != "settings.py" and (lines := _environ_reads(path.read_text()))}
+    assert readers == {}, "read settings through pipelines.settings.load(), not os.environ"
+
+
+def test_the_static_check_sees_reads_and_lets_a_child_setting_pass() -> None:
+    source = "import os\nos.environ['PGAPPNAME'] = 'w'\nx = os.environ.get('B')\ny = {**os.environ}\nz = os.getenv('C')\n"
+    assert _environ_reads(source) == [3, 4, 5]
