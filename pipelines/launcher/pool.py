@@ -48,6 +48,7 @@ from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, pi
 from pipelines.launcher.version import code_version
 from pipelines.orchestration.dagster_internals import capture_interrupts, execute_run_body
 from pipelines.orchestration.dagster_storage import SchemaCachingPostgresRunStorage
+from pipelines.sandbox.resource import SandboxResource
 from pipelines.store import run_workers
 
 __all__ = ["Pool", "ping", "serve", "thread_count"]
@@ -309,6 +310,11 @@ def serve(socket_path: Path, max_running: int, spool_dir: Path | None = None) ->
     if isinstance(instance.run_storage, SchemaCachingPostgresRunStorage):
         instance.run_storage.has_run_stats_index_cols()
     snapshots = {job.name: job.get_job_snapshot_id() for job in defs.resolve_all_job_defs()}
+    # Probe the sandbox once here, so forked workers inherit a working answer instead of each
+    # starting its own probe (one more process per run to be starved or killed on a busy host).
+    sandbox = (defs.resources or {}).get("sandbox")
+    if isinstance(sandbox, SandboxResource):
+        log.info("sandbox: %s", sandbox.status()["reason"])
     if code_version() != version:
         _reexec("code changed while the pool was importing it")
     spool = spool_dir or socket_path.with_name("pool-spool")

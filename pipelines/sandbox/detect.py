@@ -7,7 +7,6 @@ container's seccomp) which merely finding the binary would not.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -46,7 +45,6 @@ def _unavailable(backend: Backend, reason: str) -> dict[str, Any]:
     return {"backend": backend, "available": False, "enforced": [], "reason": reason}
 
 
-@functools.cache
 def _detect(config: SandboxConfig) -> dict[str, Any]:
     bwrap_problem: str | None = None
     if config.backend == "bwrap":
@@ -64,11 +62,23 @@ def _detect(config: SandboxConfig) -> dict[str, Any]:
     return _status("process", PROCESS_ENFORCED, f"{prefix}degraded: no network or host-file isolation")
 
 
+# Only a working backend is remembered: a failed probe may have been a passing state of the machine
+# (a probe process killed or starved under load), and caching it would fail every later run.
+_available: dict[SandboxConfig, dict[str, Any]] = {}
+
+
 def detect(config: SandboxConfig | None = None, *, refresh: bool = False) -> dict[str, Any]:
-    """``{backend, available, enforced, reason}`` for the backend runs will use; probed once per config."""
+    """``{backend, available, enforced, reason}`` for the backend runs will use; probed once per
+    config when it works, again on every call while it does not."""
+    config = config or SandboxConfig()
     if refresh:
-        _detect.cache_clear()
-    return dict(_detect(config or SandboxConfig()))
+        _available.clear()
+    status = _available.get(config)
+    if status is None:
+        status = _detect(config)
+        if status["available"]:
+            _available[config] = status
+    return dict(status)
 
 
 def choose_backend(config: SandboxConfig) -> Backend:
