@@ -1,0 +1,42 @@
+"""Every status Starlette or FastAPI may raise gets the error envelope with a code of its own kind:
+never another status's code (every unmapped status used to answer "conflict")."""
+
+from http import HTTPStatus
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.exceptions import HTTPException
+
+import contracts
+from api import errors
+
+ERROR_STATUSES = [s for s in HTTPStatus if 400 <= s < 600]
+SERVER_CODES = {"internal_error", "unavailable", "server_error"}
+EXPECTED = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+            418: "client_error", 429: "client_error", 500: "internal_error", 502: "server_error",
+            503: "unavailable"}
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/status/{status}")
+    def raise_status(status: int) -> None:
+        raise HTTPException(status_code=status, detail=HTTPStatus(status).phrase)
+
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("status", ERROR_STATUSES, ids=lambda s: str(int(s)))
+def test_each_status_gets_a_code_of_its_kind(client: TestClient, status: HTTPStatus) -> None:
+    resp = client.get(f"/status/{int(status)}")
+    assert resp.status_code == status
+    body = resp.json()
+    contracts.validate("error", body)
+    code = body["error"]["code"]
+    assert code == EXPECTED.get(status, code)
+    assert (code == "conflict") == (status == 409)
+    assert (code in SERVER_CODES) == (status >= 500)
