@@ -160,11 +160,9 @@ def test_write_outside_workdir(config: SandboxConfig) -> None:
 
 
 def test_busy_loop_killed_at_cpu_limit(config: SandboxConfig) -> None:
-    started = time.monotonic()
     result = run(config, [PY, "-c", "while True: pass"], limits={"cpu_s": 1}, timeout_ms=15000)
-    assert not result["timedOut"]
+    assert not result["timedOut"]  # the CPU limit ended it, not the 15 s wall-clock timeout
     assert result["exitCode"] in (128 + 24, 128 + 9)  # SIGXCPU at the soft limit, SIGKILL at the hard one
-    assert time.monotonic() - started < 10
     assert enforces(result, "cpu")
 
 
