@@ -42,8 +42,15 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(envelope(exc.code, exc.message, exc.details), status_code=exc.status)
 
 
-_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-               415: "unsupported_media_type"}
+# Statuses Starlette and FastAPI raise themselves (routing, body parsing); our own errors are ApiErrors
+# that name their code. Any other status gets its class's code, never another status's.
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error",
+               503: "unavailable"}
+
+
+def http_code(status: int) -> str:
+    return _HTTP_CODES.get(status) or ("server_error" if status >= 500 else "client_error")
 
 
 def install(app: FastAPI) -> None:
@@ -53,9 +60,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "not_found" if exc.status_code == 404 else "conflict")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse(envelope(code, message), status_code=exc.status_code)
+        return JSONResponse(envelope(http_code(exc.status_code), message), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

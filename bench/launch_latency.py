@@ -8,14 +8,16 @@ snapshot on its own databases and ports, and measures on each:
 - submit -> SUCCESS for ``--seq`` sequential ``hello_job`` runs (GraphQL ``launchRun``, SUCCESS
   seen in run storage), p50/p90;
 - sustained runs/s with ``--burst`` runs submitted at once, and the highest number of runs seen
-  executing at once (the cap: 8 for the stock queue, the pool's ``max_running`` for ours);
+  executing at once beside the instance's cap (none for the stock launcher without a queue, the
+  pool's ``max_running`` for ours);
 - CPU-seconds per run and idle CPU of the whole stack (code server, daemon, webserver, warm pool,
   HTTP API, their reaped children and its own PostgreSQL), so other work on the machine does not
   count. The bench polls run status with one query on one connection: polling with a new
   connection per run per 50 ms (as this bench first did) was half of Postgres's CPU in a burst.
 
-``stock`` is today's dagster.yaml (QueuedRunCoordinator, 1 s dequeue, DefaultRunLauncher);
-``warm`` is the WarmPoolRunLauncher behind the DefaultRunCoordinator, cap in the pool.
+``stock`` is Dagster's DefaultRunLauncher behind the DefaultRunCoordinator: no queue, no cap (not
+the stack's HARNESS_RUN_LAUNCHER=stock, which queues); ``warm`` is the WarmPoolRunLauncher behind
+the same coordinator, cap in the pool. Each row's label and cap come from the instance it ran.
 """
 
 from __future__ import annotations
@@ -30,19 +32,59 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster
 import psycopg
+import yaml
 
 from pipelines.launcher.protocol import request
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import database_name, load, with_database
 from pipelines.store import db, localdb, migrate
-from scripts.trial_stack import DEFAULT_COORDINATOR, DEFAULT_LAUNCHER, WARM_LAUNCHER, TrialStack
+from scripts.trial_stack import (
+    DEFAULT_COORDINATOR,
+    DEFAULT_LAUNCHER,
+    WARM_LAUNCHER,
+    TrialStack,
+    instance_yaml,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One launcher set-up the bench boots. Its table rows are labelled from the instance the trial
+    stack writes for it, so a label cannot claim a queue or a cap that did not run."""
+
+    name: str  # --only's choice
+    launcher: dict[str, Any]
+    coordinator: dict[str, Any]
+    port: int
+
+    def _instance(self) -> dict[str, Any]:
+        instance: dict[str, Any] = yaml.safe_load(instance_yaml(self.launcher, self.coordinator))
+        return instance
+
+    def label(self) -> str:
+        instance = self._instance()
+        return f"{self.name} ({instance['run_coordinator']['class']} + {instance['run_launcher']['class']})"
+
+    def cap(self, pool_cap: int) -> int | None:
+        """Runs allowed to execute at once: the pool's cap, a queue's, or None (nothing caps them)."""
+        instance = self._instance()
+        if instance["run_launcher"]["class"] == WARM_LAUNCHER["class"]:
+            return pool_cap
+        if instance["run_coordinator"]["class"] == "QueuedRunCoordinator":
+            return int(instance["run_coordinator"]["config"]["max_concurrent_runs"])
+        return None
+
+
+VARIANTS = (Variant("stock", DEFAULT_LAUNCHER, DEFAULT_COORDINATOR, 3250),
+            Variant("warm", WARM_LAUNCHER, DEFAULT_COORDINATOR, 3260))
 
 
 def measure_sequential(submit: Callable[[], str], is_done: Callable[[str], bool], n: int,
@@ -124,7 +166,7 @@ class Result:
     burst_n: int
     burst_s: float
     max_concurrent: int
-    cap: int
+    cap: int | None
     cpu_per_run_s: float
     idle_pct: float
     failed: int
@@ -145,13 +187,13 @@ def _unfinished(conn: psycopg.Connection, run_ids: list[str]) -> int:
     return int(row[0]) if row else 0
 
 
-def bench_stack(trial: TrialStack, name: str, cap: int, seq_n: int, burst_n: int, idle_s: float,
+def bench_stack(trial: TrialStack, name: str, cap: int | None, seq_n: int, burst_n: int, idle_s: float,
                 postmaster: int | None) -> Result:
     with psycopg.connect(trial.dagster_url, autocommit=True) as watch:  # one connection for all polling
         return _bench_stack(trial, watch, name, cap, seq_n, burst_n, idle_s, postmaster)
 
 
-def _bench_stack(trial: TrialStack, watch: psycopg.Connection, name: str, cap: int, seq_n: int, burst_n: int,
+def _bench_stack(trial: TrialStack, watch: psycopg.Connection, name: str, cap: int | None, seq_n: int, burst_n: int,
                  idle_s: float, postmaster: int | None) -> Result:
     client = DagsterClient(trial.settings.dagster_ui_url, timeout_s=60)
     launch = lambda: client.launch("hello_job", {}, {})  # noqa: E731
@@ -216,23 +258,22 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HARNESS_DATA_DIR"] = str(root / "pg")
         postmaster, base = localdb.up(load())
     results = []
-    variants = [("stock", DEFAULT_LAUNCHER, None, 3250, 8), ("warm", WARM_LAUNCHER, DEFAULT_COORDINATOR, 3260,
-                                                              args.pool_cap)]
-    for name, launcher, coordinator, port, cap in variants:
-        if args.only and name != args.only:
+    for v in VARIANTS:
+        if args.only and v.name != args.only:
             continue
-        app_url, dagster_url = with_database(base, f"bench_{name}"), with_database(base, f"bench_{name}_dagster")
+        app_url, dagster_url = with_database(base, f"bench_{v.name}"), with_database(base, f"bench_{v.name}_dagster")
         db.recreate_database(app_url)
         db.recreate_database(dagster_url)
         migrate.migrate(app_url)
-        trial = TrialStack(root=root / name, port=port, app_url=app_url, dagster_url=dagster_url,
-                           launcher=launcher, coordinator=coordinator, max_running=cap, with_api=True)
+        trial = TrialStack(root=root / v.name, port=v.port, app_url=app_url, dagster_url=dagster_url,
+                           launcher=v.launcher, coordinator=v.coordinator, max_running=args.pool_cap, with_api=True)
         try:
             trial.start()
-            results.append(bench_stack(trial, name, cap, args.seq, args.burst, args.idle, postmaster))
+            results.append(bench_stack(trial, v.label(), v.cap(args.pool_cap), args.seq, args.burst, args.idle,
+                                       postmaster))
         finally:
             trial.stop()
-        print(f"{name}: done", flush=True)
+        print(f"{v.name}: done", flush=True)
     if postmaster:
         localdb.down(load())
 
@@ -248,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.name} | {r.burst_n - r.failed}/{r.burst_n} | {r.burst_n / r.burst_s:.2f} | {r.burst_s:.1f} | "
-              f"{r.max_concurrent} | {r.cap} | {r.cpu_per_run_s:.2f} | {r.idle_pct:.1f} ({args.idle:.0f} s) |")
+              f"{r.max_concurrent} | {'none' if r.cap is None else r.cap} | {r.cpu_per_run_s:.2f} | {r.idle_pct:.1f} ({args.idle:.0f} s) |")
     cols = [*COMPONENTS, "postgres"]
     print(f"\n### where the idle CPU goes (% of one core, {args.idle:.0f} s) and new Postgres sessions\n")
     print("| launcher | " + " | ".join(cols) + " | new sessions/s idle | new sessions per burst run |")

@@ -2,13 +2,19 @@
 
 A runnable task has `run`; a task that only groups others (`depends`) is exempt. A task whose
 run starts with the `uncached` var must list its stamp as its only output, so mise never skips it.
+A cached task that runs pytest, ruff or mypy lists `uv.lock` and `pyproject.toml`: a locked upgrade
+or a changed setting changes its verdict, so the cached one must not stand.
 Usage: python scripts/policy_task_sources.py mise.toml
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
+
+CHECKERS = re.compile(r"\b(pytest|ruff|mypy)\b")
+CHECKER_SOURCES = ("uv.lock", "pyproject.toml")
 
 
 def problems(config: dict) -> list[str]:
@@ -26,8 +32,12 @@ def problems(config: dict) -> list[str]:
         if not task.get("sources"):
             found.append(f"task {name!r} runs something but declares no sources")
         run = task["run"] if isinstance(task["run"], str) else " ".join(map(str, task["run"]))
-        if "{{vars.uncached}}" in run and task.get("outputs") != [f".data/stamps/{name}"]:
+        uncached = "{{vars.uncached}}" in run
+        if uncached and task.get("outputs") != [f".data/stamps/{name}"]:
             found.append(f"uncached task {name!r} must declare outputs = [\".data/stamps/{name}\"]")
+        if not uncached and CHECKERS.search(run):
+            found.extend(f"task {name!r} runs a checker but its sources omit {f!r}"
+                         for f in CHECKER_SOURCES if f not in task.get("sources", []))
     return found
 
 

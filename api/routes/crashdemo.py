@@ -24,15 +24,17 @@ WfQuery = Annotated[str, Query(description="workflow id", max_length=128)]
                                          503: "error"}))
 def start_crashdemo(wf: WfQuery, st: StateDep) -> JSONResponse:
     check_id(wf, "wf")
-    with st.app_pool.connection() as conn:
-        if conn.execute("SELECT 1 FROM app.workflow_runs WHERE wf_id = %s", (wf,)).fetchone():
+    # Insert first and launch inside the same transaction: a second request for the same wf waits
+    # on the row's unique key until this one commits (then finds it: 409) or rolls back because
+    # Dagster could not launch (then it launches). A check before the launch would let both launch.
+    with st.app_pool.connection() as conn, conn.transaction():
+        if conn.execute("INSERT INTO app.workflow_runs (wf_id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1",
+                        (wf,)).fetchone() is None:
             raise ApiError(409, "conflict", f"workflow {wf} already exists")
-    with st.dagster_pool.connection() as dconn:
-        dagster_run_id = lifecycle.create_root(dconn, st.dagster, CRASHDEMO, wf)
-    if dagster_run_id is None:
-        raise ApiError(503, "unavailable", "Dagster could not launch the run; try again")
-    with st.app_pool.connection() as conn:
-        conn.execute("INSERT INTO app.workflow_runs (wf_id) VALUES (%s) ON CONFLICT DO NOTHING", (wf,))
+        with st.dagster_pool.connection() as dconn:
+            dagster_run_id = lifecycle.create_root(dconn, st.dagster, CRASHDEMO, wf)
+        if dagster_run_id is None:
+            raise ApiError(503, "unavailable", "Dagster could not launch the run; try again")
     return respond("crashdemo-started", {"wf": wf, "dagsterRunId": dagster_run_id}, 202)
 
 

@@ -21,10 +21,9 @@ class AppDatabase(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Register this process as the run's worker before any op runs, so the reaper can
         # tell a live run from one whose worker died.
-        run_id = context.run_id
-        if run_id:
+        if context.run is not None:
             with self.connection() as conn:
-                run_workers.register(conn, run_id)
+                run_workers.register(conn, context.run.run_id)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._conn is not None:

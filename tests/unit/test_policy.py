@@ -42,3 +42,10 @@ def test_unknown_dependency_fails() -> None:
     config = _config()
     config["tasks"]["quick"]["depends"] = ["lint", "nope"]
     assert any("unknown task 'nope'" in p for p in problems(config))
+
+
+def test_checker_task_must_list_the_lockfile() -> None:
+    """A cached `test` that ignores uv.lock would pass on a dependency upgrade it never ran against."""
+    config = _config()
+    config["tasks"]["test"]["sources"] = [s for s in config["tasks"]["test"]["sources"] if s != "uv.lock"]
+    assert problems(config) == ["task 'test' runs a checker but its sources omit 'uv.lock'"]
