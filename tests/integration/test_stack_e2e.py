@@ -6,19 +6,24 @@ by id), real failures, the reaper sparing live runs, and the outbox reconciler.
 import dataclasses
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import psycopg
 import pytest
+from dagster import DagsterRunStatus, instance_for_test
 from fastapi.testclient import TestClient
 
 from api.main import build_state, create_app
 from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
+from pipelines.jobs.intent import intent_job
+from pipelines.jobs.intent import run_config as intent_run_config
 from pipelines.orchestration import lifecycle
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterUnavailable
-from pipelines.settings import REPO_ROOT, Settings, load
+from pipelines.orchestration.dagster_runs import APP_RUN_TAG
+from pipelines.settings import REPO_ROOT, Settings, load, sqlalchemy_psycopg2
 from pipelines.store import repo
 from scripts import crashdemo_proof as proof
 from scripts import stack
@@ -250,6 +255,34 @@ def assert_proof_holds(running_stack: Settings, mode: str, point: str) -> None:
     assert result.marks == {"s1": 1, "s2": 1}
     assert result.group[-1].status == "SUCCESS" and len(result.group) >= 2
     assert result.group[-1].root_run_id == result.group[0].run_id
+
+
+def test_a_run_created_but_never_submitted_runs_under_its_root(api: httpx.Client, test_databases: TestDatabases
+                                                              ) -> None:
+    """What the webserver killed between Dagster's create and submit leaves: the app run's one root
+    run, NOT_STARTED for good. Dagster's run monitoring fails it after ``start_timeout_seconds``
+    (from its create time) and the retry daemon runs it under that root; no second root is ever
+    launched."""
+    intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+    template_id = api.post(f"/intents/{intent_id}/run", json={"traceId": "template"}).json()["runId"]
+    assert _wait_final(api, template_id)["status"] == "succeeded"
+    with psycopg.connect(test_databases.app_url) as conn:
+        run_id, _ = repo.create_run(conn, run_id=repo.new_id("run"), intent_id=intent_id, trace_id="never-submitted",
+                                    options={"oc": {"mode": "replay", "seed": 0}}, idempotency_key="never-submitted")
+    storage = {"storage": {"postgres": {"postgres_url": sqlalchemy_psycopg2(test_databases.dagster_url)}}}
+    with instance_for_test(overrides=storage) as instance:
+        # A run as the webserver creates it (same job, origin and plan), for this app run.
+        template = instance.get_run_by_id(_roots(test_databases.dagster_url, template_id)[0])
+        orphan = template._replace(run_id=str(uuid.uuid4()), status=DagsterRunStatus.NOT_STARTED,
+                                   run_config=intent_run_config(run_id), tags={**intent_job.tags, APP_RUN_TAG: run_id})
+        instance.add_run(orphan)
+    with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:  # created long ago
+        conn.execute("UPDATE runs SET create_timestamp = localtimestamp - interval '10 minutes' "
+                     "WHERE run_id = %s", (orphan.run_id,))
+    assert _wait_final(api, run_id, 120)["status"] == "succeeded"
+    group = proof.group(test_databases.dagster_url, run_id)
+    assert _roots(test_databases.dagster_url, run_id) == [orphan.run_id]
+    assert [(r.status, r.parent_run_id) for r in group] == [("FAILURE", None), ("SUCCESS", orphan.run_id)]
 
 
 def test_legacy_proof_routes(api: httpx.Client) -> None:
