@@ -15,7 +15,6 @@ from api.errors import ApiError
 
 MAX_BODY_BYTES = 1024 * 1024
 _JSON = re.compile(r"^application/json\s*(;\s*charset=utf-8\s*)?$", re.IGNORECASE)
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -94,19 +93,19 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise ApiError(400, "schema_violation", "Idempotency-Key must be 1-200 printable ASCII characters",
-                       [contracts.Violation("/headers/Idempotency-Key", "invalid")])
-    return key
+def check_param(name: str, value: Any) -> Any:
+    """A request parameter against its schema in contracts/params.schema.json (what the document declares)."""
+    found = contracts.violations("params", {name: value})
+    if found:
+        raise ApiError(400, "schema_violation", f"parameter {name} is invalid", found)
+    return value
 
 
 def check_id(value: str, kind: str) -> str:
-    pattern = {"intent": r"^int_[0-9a-f]{32}$", "run": r"^run_[0-9a-f]{32}$",
-               "wf": r"^[A-Za-z0-9_.:-]{1,128}$"}[kind]
+    """An id against its ``$defs`` pattern in contracts/params.schema.json, ``kind`` naming it."""
+    pattern = contracts.schema("params")["$defs"][kind]["pattern"]
+    # fullmatch, not the contract validator's re.search: Python's ``$`` also matches before a final
+    # newline, the contract's (ECMA-262) does not.
     if not re.fullmatch(pattern, value):
-        raise ApiError(400, "invalid_id", f"{kind} id {value[:80]!r} does not match {pattern}")
+        raise ApiError(400, "invalid_id", f"{kind} {value[:80]!r} does not match {pattern}")
     return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -23,12 +23,14 @@ log = logging.getLogger("api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Sequence[Violation] = ()):
+    def __init__(self, status: int, code: str, message: str, details: Sequence[Violation] = (),
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = list(details)
+        self.headers = dict(headers or {})
 
 
 def envelope(code: str, message: str, details: Sequence[Violation] = (), error_id: str | None = None) -> dict:
@@ -39,7 +41,7 @@ def envelope(code: str, message: str, details: Sequence[Violation] = (), error_i
 
 
 def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(envelope(exc.code, exc.message, exc.details), status_code=exc.status)
+    return JSONResponse(envelope(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers)
 
 
 # Statuses Starlette and FastAPI raise themselves (routing, body parsing); our own errors are ApiErrors
@@ -61,7 +63,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse(envelope(http_code(exc.status_code), message), status_code=exc.status_code)
+        # Its headers too: a 405's ``Allow`` lists the methods the route does serve (RFC 9110).
+        return JSONResponse(envelope(http_code(exc.status_code), message), status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

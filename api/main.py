@@ -64,10 +64,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(state: AppState | None = None) -> FastAPI:
     app = FastAPI(title="intent-harness", version="0.1.0", lifespan=lifespan,
                   description="Durable intent → run harness: intents in, Dagster runs, RunViews out.")
-    app.state.harness = state or build_state(load())
+    app.state.harness = harness = state or build_state(load())
     errors.install(app)
     for module in (health, intents, runs, crashdemo):
         app.include_router(module.router)
-    openapi.install(app)
+    openapi.install(app, bearer=harness.settings.api_token is not None)
     return app
 

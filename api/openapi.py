@@ -1,8 +1,13 @@
-"""The served OpenAPI document, built from ``contracts/*.schema.json`` (no shape typed twice)."""
+"""The served OpenAPI document, built from ``contracts/*.schema.json`` (no shape typed twice).
+
+It declares what the server enforces, no less and no more: every parameter's schema is the one
+``contracts/params.schema.json`` gives it (the server checks the same), and the bearer scheme only
+when ``API_TOKEN`` is set.
+"""
 
 from __future__ import annotations
 
-import copy
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,29 +15,50 @@ from fastapi.openapi.utils import get_openapi
 
 import contracts
 
+PARAMS = "params"
+# A contract's ``$defs`` entry, in its own file (``#/$defs/x``) or another (``other.schema.json#/$defs/x``).
+_DEF_REF = re.compile(r"^(?:(?P<file>[a-z0-9-]+)\.schema\.json)?#/\$defs/(?P<name>[^/]+)$")
+
 
 def _component_name(contract: str) -> str:
     return str(contracts.schema(contract)["title"])
 
 
-def _inline(node: Any, defs: dict[str, Any]) -> Any:
-    """Inline local ``#/$defs/x`` refs: in a components section they would resolve elsewhere."""
+def _def_component(contract: str, name: str) -> str:
+    return f"{_component_name(contract)}.{name}"
+
+
+def _convert(node: Any, contract: str) -> Any:
+    """Point ``$defs`` refs at the components they become: ``#/...`` in a component means the whole
+    document, and a recursive definition (``IntentCreate.storable``) cannot be inlined."""
     if isinstance(node, dict):
+        out = {k: _convert(v, contract) for k, v in node.items() if k not in ("$schema", "$id", "$defs")}
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline(v, defs) for k, v in node.items()}
+        if isinstance(ref, str):
+            match = _DEF_REF.fullmatch(ref)
+            if match is None:
+                raise ValueError(f"contract {contract}: unsupported $ref {ref!r}")
+            out["$ref"] = f"#/components/schemas/{_def_component(match['file'] or contract, match['name'])}"
+        return out
     if isinstance(node, list):
-        return [_inline(v, defs) for v in node]
+        return [_convert(v, contract) for v in node]
     return node
 
 
-def component(contract: str) -> dict[str, Any]:
-    schema = copy.deepcopy(contracts.schema(contract))
-    defs = schema.pop("$defs", {})
-    for key in ("$schema", "$id"):
-        schema.pop(key, None)
-    return dict(_inline(schema, defs))
+def components() -> dict[str, Any]:
+    """Every contract, and every ``$defs`` entry of one, as a component schema."""
+    found: dict[str, Any] = {}
+    for contract in contracts.names():
+        schema = contracts.schema(contract)
+        found[_component_name(contract)] = _convert(schema, contract)
+        for name, definition in schema.get("$defs", {}).items():
+            found[_def_component(contract, name)] = _convert(definition, contract)
+    return found
+
+
+def parameter_schema(name: str) -> dict[str, Any]:
+    """The schema a request parameter is declared with: its property in the params contract."""
+    return dict(_convert(contracts.schema(PARAMS)["properties"][name], PARAMS))
 
 
 def ref(contract: str) -> dict[str, str]:
@@ -53,7 +79,8 @@ def io(request: str | None = None, *, responses: dict[int, str], required: bool 
     return extra
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, bearer: bool) -> None:
+    """Serve the document; ``bearer``: the server checks a bearer token on the routes that say so."""
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -62,14 +89,19 @@ def install(app: FastAPI) -> None:
         # FastAPI's own validation-error models are never served: our envelope replaces them.
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        if not bearer:
+            doc["components"].pop("securitySchemes", None)
         for path in doc.get("paths", {}).values():
             for operation in path.values():
                 responses = operation.get("responses", {})
                 responses.pop("422", None)
                 if responses.get("200", {}).get("description") == "Successful Response":
                     responses.pop("200")
-        for name in contracts.names():
-            schemas[_component_name(name)] = component(name)
+                for parameter in operation.get("parameters", []):
+                    parameter["schema"] = parameter_schema(parameter["name"])
+                if not bearer:
+                    operation.pop("security", None)
+        schemas.update(components())
         app.openapi_schema = doc
         return doc
 

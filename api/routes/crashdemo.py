@@ -16,7 +16,7 @@ from pipelines.jobs.crashdemo import CRASHDEMO
 from pipelines.orchestration import lifecycle
 
 router = APIRouter(tags=["crashdemo"])
-WfQuery = Annotated[str, Query(description="workflow id", max_length=128)]
+WfQuery = Annotated[str, Query()]  # its schema: contracts/params.schema.json
 
 
 @router.post("/crashdemo", dependencies=[WriteGuard],

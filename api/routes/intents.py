@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.body import check_id, idempotency_key, json_body
+from api.body import check_id, check_param, json_body
 from api.deps import StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
@@ -15,13 +17,16 @@ from pipelines.store import repo
 
 router = APIRouter(tags=["intents"])
 _WRITE_ERRORS = {400: "error", 401: "error", 409: "error", 413: "error", 415: "error"}
+# Declared so the document lists it (api/openapi.py gives it its contracts/params.schema.json schema).
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/intents", dependencies=[WriteGuard],
              openapi_extra=io("intent-create", responses={201: "intent-created", **_WRITE_ERRORS}))
-async def create_intent(request: Request, st: StateDep) -> JSONResponse:
+async def create_intent(request: Request, st: StateDep, key: IdempotencyKey = None) -> JSONResponse:
     body = await json_body(request, "intent-create")
-    key = idempotency_key(request)
+    if key is not None:
+        check_param("Idempotency-Key", key)
 
     def write() -> str:
         with st.app_pool.connection() as conn, conn.transaction():
@@ -38,10 +43,11 @@ async def create_intent(request: Request, st: StateDep) -> JSONResponse:
 @router.post("/intents/{intent_id}/run", dependencies=[WriteGuard],
              openapi_extra=io("run-create", required=False,
                               responses={202: "run-accepted", 404: "error", **_WRITE_ERRORS}))
-async def run_intent(intent_id: str, request: Request, st: StateDep) -> JSONResponse:
-    check_id(intent_id, "intent")
+async def run_intent(intent_id: str, request: Request, st: StateDep, key: IdempotencyKey = None) -> JSONResponse:
+    check_id(intent_id, "intentId")
     body = await json_body(request, "run-create", empty_is={})
-    key = idempotency_key(request)
+    if key is not None:
+        check_param("Idempotency-Key", key)
     oc = body.get("oc", {})
     options = {"oc": {"mode": oc.get("mode", "replay"), "seed": oc.get("seed", 0)}}
 

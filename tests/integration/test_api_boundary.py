@@ -15,6 +15,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 import contracts
+from api import openapi
 from tests.api_server import ServedApp, harness_state, serve
 
 APP_TABLES = ("app.intents", "app.runs", "app.run_steps", "app.artifacts", "app.workflow_runs", "app.marks")
@@ -193,7 +194,7 @@ INVALID = [
     ("POST", f"/runs/{UNKNOWN_RUN}/resume", {}, 404, "not_found"),
     ("POST", "/crashdemo", {}, 400, "schema_violation"),
     ("POST", "/crashdemo?wf=has%20space", {}, 400, "invalid_id"),
-    ("POST", "/crashdemo?wf=" + "w" * 129, {}, 400, "schema_violation"),
+    ("POST", "/crashdemo?wf=" + "w" * 129, {}, 400, "invalid_id"),
     ("GET", "/marks?wf=a/b", {}, 400, "invalid_id"),
 ]
 
@@ -241,6 +242,18 @@ def test_unstorable_json_is_a_client_error(api: ServedApp, app_db_url: str, payl
     assert 400 <= resp.status_code < 500, resp.text
     checked(resp, resp.status_code)
     assert counts(app_db_url) == before
+
+
+UNSUPPORTED_METHODS = [("DELETE", "/intents", "POST"), ("PUT", f"/runs/{UNKNOWN_RUN}", "GET"),
+                       ("GET", f"/runs/{UNKNOWN_RUN}/cancel", "POST")]
+
+
+@pytest.mark.parametrize("method,path,allow", UNSUPPORTED_METHODS, ids=[f"{m} {p[:12]}" for m, p, _ in
+                                                                         UNSUPPORTED_METHODS])
+def test_405_says_which_methods_are_allowed(client: httpx.Client, method: str, path: str, allow: str) -> None:
+    resp = client.request(method, path)
+    error_code(resp, 405, "method_not_allowed")
+    assert resp.headers["allow"] == allow  # RFC 9110: a 405 carries Allow
 
 
 def test_id_with_trailing_newline_is_an_invalid_id(client: httpx.Client, app_db_url: str) -> None:
@@ -332,6 +345,7 @@ def test_write_routes_need_the_token(token_client: httpx.Client, intent: str, ap
         headers["authorization"] = auth
     resp = token_client.post(path.format(intent=intent), **{**kwargs, "headers": headers})
     error_code(resp, 401, "unauthorized")
+    assert resp.headers["www-authenticate"] == "Bearer"  # RFC 9110: a 401 names its scheme
     assert counts(url) == before
 
 
@@ -426,6 +440,34 @@ def test_openapi_lists_every_route_with_contract_schemas(api: ServedApp, client:
     assert doc["paths"]["/intents/{intent_id}/run"]["post"]["requestBody"]["content"]["application/json"][
         "schema"] == {"$ref": "#/components/schemas/RunCreate"}
 
+
+
+def test_openapi_declares_every_parameter_as_contracts_params_does(client: httpx.Client) -> None:
+    doc = client.get("/openapi.json").json()
+    declared = {(path, method, p["in"], p["name"]): p for path, ops in doc["paths"].items()
+                for method, op in ops.items() for p in op.get("parameters", [])}
+    assert {key[1:] for key in declared} == {
+        ("post", "header", "Idempotency-Key"), ("post", "path", "intent_id"), ("get", "path", "run_id"),
+        ("get", "query", "wait"), ("post", "path", "run_id"), ("post", "query", "wf"), ("get", "query", "wf")}
+    for (path, method, _, name), parameter in declared.items():
+        assert parameter["schema"] == openapi.parameter_schema(name), (path, method, name)
+    components = doc["components"]["schemas"]
+    assert components["RequestParameters.runId"] == contracts.schema("params")["$defs"]["runId"]
+    assert declared[("/runs/{run_id}", "get", "query", "wait")]["schema"]["maximum"] == 30
+    assert {path for path, _, _, name in declared if name == "Idempotency-Key"} == {"/intents",
+                                                                                  "/intents/{intent_id}/run"}
+
+
+def test_openapi_declares_the_bearer_scheme_only_when_the_token_is_checked(client: httpx.Client,
+                                                                          token_client: httpx.Client) -> None:
+    open_doc, secured_doc = client.get("/openapi.json").json(), token_client.get("/openapi.json").json()
+    assert "securitySchemes" not in open_doc["components"]
+    assert not [op for ops in open_doc["paths"].values() for op in ops.values() if "security" in op]
+    assert secured_doc["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    secured = {(path, method) for path, ops in secured_doc["paths"].items() for method, op in ops.items()
+               if op.get("security") == [{"bearer": []}]}
+    assert secured == {(path, method) for path, ops in secured_doc["paths"].items() for method in ops
+                       if method == "post"}  # every write route, no read route
 
 
 def test_database_outage_is_a_503_envelope(api: ServedApp) -> None:
