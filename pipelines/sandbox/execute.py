@@ -34,18 +34,18 @@ def execute(job: dict[str, Any], config: SandboxConfig, backend: Backend) -> dic
     with uidpool.lease(config.uid_base, config.pool_size, config.lock_dir) as slot, \
             workdir.prepared(config.work_root, slot.uid, job.get("files", [])) as wd:
         cg: cgroups.RunCgroup | None = None
+        # The chain starts as root with an empty environment; the job's applies after the drop.
         if backend == "bwrap":
             cg = _run_cgroup(config, slot.uid, limits)
             env = launcher.sandbox_env(job.get("env", {}), home=launcher.SANDBOX_WORKDIR)
             inner = launcher.bwrap_argv(tools, str(wd), env, command)
-            spawn_env: dict[str, str] = {}
             cwd = None
             reap: Callable[[], None] = cg.kill if cg else _noop
             enforced = list(BWRAP_ENFORCED)
         else:
             env = launcher.sandbox_env(job.get("env", {}), home=str(wd))
-            inner = command
-            spawn_env, cwd = env, str(wd)
+            inner = launcher.env_argv(tools, env, command)
+            cwd = str(wd)
             reap = _sweeper(tools, slot.uid)
             enforced = list(PROCESS_ENFORCED)
         argv = launcher.chain(
@@ -54,7 +54,7 @@ def execute(job: dict[str, Any], config: SandboxConfig, backend: Backend) -> dic
         )
         finished: supervise.Finished | None = None
         try:
-            finished = supervise.run(argv, env=spawn_env, cwd=cwd, timeout_s=timeout_s,
+            finished = supervise.run(argv, env={}, cwd=cwd, timeout_s=timeout_s,
                                      keep_bytes=limits.output_kb * 1024, reap=reap)
         finally:
             # supervise.run reaps on every normal path; this covers it raising midway.
