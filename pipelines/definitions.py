@@ -15,6 +15,7 @@ from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.outbox_sensor import intent_outbox
 from pipelines.sensors.reaper_sensor import run_reaper
+from pipelines.settings import load
 
 
 def _optional_env(name: str) -> EnvVar | None:
@@ -29,9 +30,10 @@ defs = Definitions(
     sensors=[intent_outbox, run_reaper],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),
-        # Replay (recorded fixtures) unless a run asks for record/live.
+        # Replay (recorded fixtures) unless a run asks for record/live (the API allows those only
+        # when HARNESS_OC_MODES does); recordings go under the data dir, never into the package.
         "oc": OCResource(base_url=_optional_env("OC_BASE_URL"), model=_optional_env("OC_MODEL"),
-                         api_key=_optional_env("OC_API_KEY")),
+                         api_key=_optional_env("OC_API_KEY"), recordings_dir=str(load().oc_recordings_dir)),
         "sandbox": SandboxResource(),
     },
 )

@@ -27,6 +27,15 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _choices(name: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated subset of ``allowed``, in the given order without repeats."""
+    raw = _env(name, ",".join(default))
+    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    if not values or any(v not in allowed for v in values):
+        raise ValueError(f"{name}={raw!r}: expected a comma-separated list of {', '.join(allowed)}")
+    return values
+
+
 def _port(name: str, default: int) -> int:
     raw = _env(name, str(default))
     try:
@@ -70,6 +79,9 @@ class Settings:
     dagster_grpc_port: int
     api_token: str | None
     run_launcher: str  # "warm" (our pool, the default) or "stock" (Dagster's DefaultRunLauncher)
+    # OC modes a run request may choose: record (writes fixtures, calls the provider) and live
+    # (calls the provider) are the operator's to enable; replay only by default.
+    oc_modes: tuple[str, ...]
 
     @property
     def embedded(self) -> bool:
@@ -86,6 +98,11 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "log"
+
+    @property
+    def oc_recordings_dir(self) -> Path:
+        """Where record mode writes: never the package (``mise run oc:refresh`` writes there)."""
+        return self.data_dir / "oc-fixtures"
 
     @property
     def dagster_home(self) -> Path:
@@ -112,4 +129,5 @@ def load() -> Settings:
         dagster_grpc_port=_port("DAGSTER_GRPC_PORT", api_port + 2000),
         api_token=os.environ.get("API_TOKEN") or None,
         run_launcher=_choice("HARNESS_RUN_LAUNCHER", ("warm", "stock")),
+        oc_modes=_choices("HARNESS_OC_MODES", ("replay", "record", "live"), default=("replay",)),
     )

@@ -22,3 +22,12 @@ def test_definitions_do_not_import_openai() -> None:
     out = subprocess.run([sys.executable, "-c", "import sys, pipelines.definitions; print('openai' in sys.modules)"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_oc_records_under_the_data_dir_not_into_the_package() -> None:
+    from pipelines.oc import DEFAULT_FIXTURES_DIR
+    from pipelines.settings import load
+
+    oc = defs.resources["oc"]  # type: ignore[index]  # Mapping | None
+    assert oc.recordings_dir == str(load().data_dir / "oc-fixtures")
+    assert not load().oc_recordings_dir.is_relative_to(DEFAULT_FIXTURES_DIR)

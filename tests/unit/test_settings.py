@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from pipelines.settings import database_name, load, sqlalchemy_psycopg2, with_database
@@ -27,3 +29,22 @@ def test_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     monkeypatch.setenv("PORT", bad)
     with pytest.raises(ValueError, match="PORT"):
         load()
+
+
+def test_oc_modes_default_to_replay_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_OC_MODES", raising=False)
+    assert load().oc_modes == ("replay",)
+    monkeypatch.setenv("HARNESS_OC_MODES", " replay, record ,replay")
+    assert load().oc_modes == ("replay", "record")
+
+
+@pytest.mark.parametrize("bad", ["replay,guess", ",", "REPLAY"])
+def test_bad_oc_modes_name_the_variable(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("HARNESS_OC_MODES", bad)
+    with pytest.raises(ValueError, match="HARNESS_OC_MODES"):
+        load()
+
+
+def test_oc_recordings_live_under_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    assert load().oc_recordings_dir == tmp_path / "oc-fixtures"
