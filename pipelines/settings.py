@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DB_NAME = "harness"
 RUN_LAUNCHERS = ("warm", "stock")
+OC_MODES = ("replay", "record", "live")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ VARIABLES = (
     Variable("HARNESS_POOL_MAX_RUNNING", "4", "runs the warm pool executes at once"),
     Variable("HARNESS_SOAK_CRON", "`17 * * * *`", "when the scheduled durability soak runs (cron, 5 fields)"),
     Variable("API_TOKEN", "unset", "when set, every write route needs `Authorization: Bearer <token>`"),
+    Variable("HARNESS_OC_MODES", "`replay`",
+             "OC modes a run request may choose, comma-separated (`replay`, `record`, `live`); any other "
+             "gets a 403 and writes no row. `record` writes under `HARNESS_DATA_DIR/oc-fixtures`"),
     Variable("OC_BASE_URL", "unset", "the live OC provider's OpenAI-compatible base URL"),
     Variable("OC_MODEL", "unset", "the model id served there"),
     Variable("OC_API_KEY", "unset", "its key (a secret: Dagster reads it at launch through `EnvVar`)"),
@@ -70,6 +74,15 @@ def _choice(name: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
     return value
+
+
+def _choices(name: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated subset of ``allowed``, in the given order without repeats."""
+    raw = _env(name, ",".join(default))
+    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    if not values or any(v not in allowed for v in values):
+        raise ValueError(f"{name}={raw!r}: expected a comma-separated list of {', '.join(allowed)}")
+    return values
 
 
 def _int(name: str, default: int, low: int, high: int, what: str = "a whole number") -> int:
@@ -150,6 +163,9 @@ class Settings:
     pool_socket_override: Path | None = None
     pool_max_running: int = 4
     soak_cron: str = "17 * * * *"
+    # OC modes a run request may choose: record (writes fixtures, calls the provider) and live
+    # (calls the provider) are the operator's to enable; replay only by default.
+    oc_modes: tuple[str, ...] = ("replay",)
     oc_base_url: str | None = None
     oc_model: str | None = None
     oc_api_key: str | None = field(default=None, repr=False)
@@ -171,6 +187,11 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "log"
+
+    @property
+    def oc_recordings_dir(self) -> Path:
+        """Where record mode writes: never the package (``mise run oc:refresh`` writes there)."""
+        return self.data_dir / "oc-fixtures"
 
     @property
     def pool_socket(self) -> Path:
@@ -200,6 +221,7 @@ def load() -> Settings:
         pool_socket_override=Path(socket) if socket else None,
         pool_max_running=_int("HARNESS_POOL_MAX_RUNNING", 4, 1, 256),
         soak_cron=_cron("HARNESS_SOAK_CRON", "17 * * * *"),
+        oc_modes=_choices("HARNESS_OC_MODES", OC_MODES, default=("replay",)),
         oc_base_url=_optional("OC_BASE_URL"),
         oc_model=_optional("OC_MODEL"),
         oc_api_key=_optional("OC_API_KEY"),

@@ -38,7 +38,9 @@ def targets(fixtures_dir: Path) -> list[tuple[dict[str, Any], int]]:
 
 def record(provider: ProviderConfig, fixtures_dir: Path, todo: list[tuple[dict[str, Any], int]]) -> None:
     for intent, seed in todo:
-        result = run_oc(intent, "record", seed, provider=provider, fixtures_dir=fixtures_dir)
+        # The one place a recording lands in the package's fixtures: this script, run on purpose.
+        result = run_oc(intent, "record", seed, provider=provider, fixtures_dir=fixtures_dir,
+                        recordings_dir=fixtures_dir)
         path = fixture_path(fixtures_dir, result.fixture_key)
         print(f"{path}  seed={seed}  intent={canonical_json(intent)}  model={result.provider.model}")
 

@@ -11,6 +11,7 @@ from api.deps import StateDep, WriteGuard
 from api.errors import ApiError
 from api.openapi import io
 from api.respond import not_found, respond
+from contracts import Violation
 from pipelines.jobs.intent import INTENT
 from pipelines.orchestration import lifecycle
 from pipelines.store import repo
@@ -40,9 +41,17 @@ async def create_intent(request: Request, st: StateDep, key: IdempotencyKey = No
     return respond("intent-created", {"intentId": await run_in_threadpool(write)}, 201)
 
 
+def _check_oc_mode(mode: str, allowed: tuple[str, ...]) -> None:
+    """Record writes fixtures and spends provider quota, live spends quota: the operator enables them
+    (HARNESS_OC_MODES); refused before any row is written."""
+    if mode not in allowed:
+        raise ApiError(403, "forbidden", f"OC mode {mode} is not enabled on this server",
+                       [Violation("/oc/mode", f"{mode} is not in HARNESS_OC_MODES ({', '.join(allowed)})")])
+
+
 @router.post("/intents/{intent_id}/run", dependencies=[WriteGuard],
              openapi_extra=io("run-create", required=False,
-                              responses={202: "run-accepted", 404: "error", **_WRITE_ERRORS}))
+                              responses={202: "run-accepted", 403: "error", 404: "error", **_WRITE_ERRORS}))
 async def run_intent(intent_id: str, request: Request, st: StateDep, key: IdempotencyKey = None) -> JSONResponse:
     check_id(intent_id, "intentId")
     body = await json_body(request, "run-create", empty_is={})
@@ -50,6 +59,7 @@ async def run_intent(intent_id: str, request: Request, st: StateDep, key: Idempo
         check_param("Idempotency-Key", key)
     oc = body.get("oc", {})
     options = {"oc": {"mode": oc.get("mode", "replay"), "seed": oc.get("seed", 0)}}
+    _check_oc_mode(options["oc"]["mode"], st.settings.oc_modes)
 
     def write_then_launch() -> str:
         # Outbox: the run row commits first; a launch that fails here is retried by the

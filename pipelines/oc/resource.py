@@ -39,6 +39,8 @@ class OCResource(OCProducer):
     timeout_s: float = 60.0
     max_retries: int = 3
     fixtures_dir: str = str(DEFAULT_FIXTURES_DIR)
+    # Where record mode writes (and replay looks after fixtures_dir); unset, record is refused.
+    recordings_dir: str | None = None
 
     def provider_config(self) -> ProviderConfig | None:
         if not (self.base_url and self.model):
@@ -58,6 +60,7 @@ class OCResource(OCProducer):
             self.seed if seed is None else seed,
             provider=self.provider_config(),
             fixtures_dir=Path(self.fixtures_dir),
+            recordings_dir=Path(self.recordings_dir) if self.recordings_dir else None,
         )
 
 

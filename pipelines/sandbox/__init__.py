@@ -5,7 +5,9 @@ started through an exec chain (no ``preexec_fn``; see ``launcher``). Backends:
 
 - ``bwrap`` (default): bwrap started *as the pool uid* with all namespaces unshared, read-only
   ``/usr``, tmpfs ``/tmp``, the work dir at ``/work``; memory and pids limits from per-run
-  cgroups; tree kill via the pid namespace and ``cgroup.kill``. Enforces all of ``PROPERTIES``.
+  cgroups; tree kill via the pid namespace and ``cgroup.kill``. Enforces all of ``PROPERTIES``; a
+  run whose cgroups cannot be set up is refused unless ``allow_degraded``, and then claims no
+  ``mem``/``pids`` (RLIMIT_AS and the per-uid RLIMIT_NPROC remain as backstops).
 - ``process`` (degraded, only with ``allow_degraded``): rlimits (memory as RLIMIT_AS), new
   session, the pool uid, and a ``kill(-1)`` sweep as that uid. It does NOT isolate the
   network, host file reads or host file writes, and its results leave those out.

@@ -21,23 +21,28 @@ def _interfaces(proc_net_dev: str) -> list[str]:
     return sorted(line.split(":", 1)[0].strip() for line in proc_net_dev.splitlines()[2:] if ":" in line)
 
 
-def _probe(config: SandboxConfig, backend: Backend) -> str | None:
-    """None when ``backend`` works here, else why not."""
+def _probe(config: SandboxConfig, backend: Backend) -> tuple[str | None, list[str]]:
+    """(None, what the probe run enforced) when ``backend`` works here, else (why not, [])."""
     if os.geteuid() != 0:
-        return "the service must run as root to drop each run to its own pool uid"
+        return "the service must run as root to drop each run to its own pool uid", []
     job = {"command": "cat /proc/net/dev", "timeout_ms": _PROBE_TIMEOUT_MS}
     try:
         result = execute(job, config, backend)
     except (OSError, SandboxError) as exc:
-        return f"{backend} probe failed: {exc}"
+        return f"{backend} probe failed: {exc}", []
     if result["exitCode"] != 0:
-        return f"{backend} probe exited {result['exitCode']}: {result['stderr'].strip()[:300]}"
+        return f"{backend} probe exited {result['exitCode']}: {result['stderr'].strip()[:300]}", []
     if backend == "bwrap" and _interfaces(result["stdout"]) != ["lo"]:
-        return f"bwrap probe saw network interfaces {_interfaces(result['stdout'])}, expected only lo"
-    return None
+        return f"bwrap probe saw network interfaces {_interfaces(result['stdout'])}, expected only lo", []
+    return None, result["isolation"]["enforced"]
 
 
-def _status(backend: Backend, enforced: tuple[str, ...], reason: str) -> dict[str, Any]:
+def _status(backend: Backend, enforced: list[str], reason: str) -> dict[str, Any]:
+    # The probe's own result says what runs get here (a run without its cgroups claims less).
+    full = BWRAP_ENFORCED if backend == "bwrap" else PROCESS_ENFORCED
+    lacking = sorted(set(full) - set(enforced))
+    if lacking:
+        reason += f"; degraded: {', '.join(lacking)} not enforced"
     return {"backend": backend, "available": True, "enforced": sorted(enforced), "reason": reason}
 
 
@@ -48,18 +53,18 @@ def _unavailable(backend: Backend, reason: str) -> dict[str, Any]:
 def _detect(config: SandboxConfig) -> dict[str, Any]:
     bwrap_problem: str | None = None
     if config.backend == "bwrap":
-        bwrap_problem = _probe(config, "bwrap")
+        bwrap_problem, enforced = _probe(config, "bwrap")
         if bwrap_problem is None:
-            return _status("bwrap", BWRAP_ENFORCED, "probe ok: ran as a pool uid, only lo visible")
+            return _status("bwrap", enforced, "probe ok: ran as a pool uid, only lo visible")
     if not config.allow_degraded:
         if bwrap_problem is not None:
             return _unavailable("bwrap", f"{bwrap_problem}; degraded isolation not allowed")
         return _unavailable("process", "process backend is degraded isolation and allow_degraded is false")
-    process_problem = _probe(config, "process")
+    process_problem, enforced = _probe(config, "process")
     if process_problem is not None:
         return _unavailable("process", f"{bwrap_problem + '; ' if bwrap_problem else ''}{process_problem}")
     prefix = f"bwrap unavailable ({bwrap_problem}); " if bwrap_problem else ""
-    return _status("process", PROCESS_ENFORCED, f"{prefix}degraded: no network or host-file isolation")
+    return _status("process", enforced, f"{prefix}degraded: no network or host-file isolation")
 
 
 # Only a working backend is remembered: a failed probe may have been a passing state of the machine

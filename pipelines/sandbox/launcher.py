@@ -4,8 +4,10 @@ The service is threaded, so nothing runs between fork and exec (no ``preexec_fn`
 Instead the service execs a chain of tiny programs that each do one step and exec the next:
 ``sh`` (joins the run's cgroups by writing its own pid) -> ``prlimit`` (rlimits) ->
 ``setpriv`` (drops to the run's host uid, clears groups, sets no_new_privs) -> ``bwrap``
-(namespaces) or the command itself. Every step runs as the same pid, so the cgroups and
-limits apply before the untrusted command exists.
+(namespaces) or ``env -i`` and the command itself. Every step runs as the same pid, so the cgroups and
+limits apply before the untrusted command exists. The chain starts with an empty environment and the
+job's variables are set only after the drop (``bwrap --setenv``, ``env -i``): a root-side step that saw
+``LD_PRELOAD`` would load, as root, whatever library the variable names.
 """
 
 from __future__ import annotations
@@ -35,17 +37,19 @@ class Tools:
     sh: str
     prlimit: str
     setpriv: str
+    env: str
     bwrap: str | None
 
     @classmethod
     def find(cls, bwrap_path: str | None) -> Tools:
-        missing = [name for name in ("prlimit", "setpriv") if shutil.which(name) is None]
+        missing = [name for name in ("prlimit", "setpriv", "env") if shutil.which(name) is None]
         if missing:
-            raise FileNotFoundError(f"util-linux tools not found: {', '.join(missing)}")
+            raise FileNotFoundError(f"util-linux/coreutils tools not found: {', '.join(missing)}")
         return cls(
             sh=_SHELL,
             prlimit=str(shutil.which("prlimit")),
             setpriv=str(shutil.which("setpriv")),
+            env=str(shutil.which("env")),
             bwrap=bwrap_path or shutil.which("bwrap"),
         )
 
@@ -88,6 +92,12 @@ def chain(tools: Tools, cgroup_procs: Sequence[str], limits: Limits, nofile: int
         *_drop(tools, uid),
         *inner,
     ]
+
+
+def env_argv(tools: Tools, env: dict[str, str], command: Sequence[str]) -> list[str]:
+    """``command`` with exactly ``env``, set by ``env -i`` (run after the drop, so as the run's uid).
+    Names cannot contain ``=`` (the contract's pattern), so every ``K=V`` parses as one variable."""
+    return [tools.env, "-i", *(f"{key}={value}" for key, value in sorted(env.items())), *command]
 
 
 def bwrap_argv(tools: Tools, workdir: str, env: dict[str, str], command: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@ the served OpenAPI document. Dagster is down on purpose: accepted runs wait in t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -311,6 +312,41 @@ def test_accepted_run_waits_in_the_outbox_and_is_viewable(client: httpx.Client, 
     assert list(view) == list(contracts.schema("run-view")["properties"])
     waited = checked(client.get(f"/runs/{run_id}", params={"wait": 0.3}), 200, "run-view")
     assert waited["status"] == "queued"
+
+
+# --- OC modes: recording and live calls are the operator's (HARNESS_OC_MODES) -------------------
+
+@pytest.mark.parametrize("oc", [{"mode": "record"}, {"mode": "live"}, {"mode": "record", "seed": 3}])
+def test_oc_mode_not_enabled_is_refused_and_writes_nothing(client: httpx.Client, intent: str, app_db_url: str,
+                                                          oc: dict[str, Any]) -> None:
+    before = counts(app_db_url)
+    resp = client.post(f"/intents/{intent}/run", json={"traceId": "t", "oc": oc})
+    err = error_code(resp, 403, "forbidden")
+    assert err["details"] == [{"pointer": "/oc/mode",
+                               "message": f"{oc['mode']} is not in HARNESS_OC_MODES (replay)"}]
+    assert counts(app_db_url) == before
+    assert client.post(f"/intents/{intent}/run", json={"traceId": "t", "oc": oc}).content == resp.content
+
+
+def test_replay_is_enabled_by_default(client: httpx.Client, intent: str, app_db_url: str) -> None:
+    for body in ({}, {"oc": {"mode": "replay"}}, {"oc": {"seed": 2}}):
+        checked(client.post(f"/intents/{intent}/run", json=body), 202, "run-accepted")
+    assert counts(app_db_url)["app.runs"] == 3
+
+
+@pytest.fixture(scope="module")
+def recording_client(test_databases: Any) -> Iterator[httpx.Client]:
+    state = harness_state(test_databases.app_url, test_databases.dagster_url)
+    state.settings = dataclasses.replace(state.settings, oc_modes=("replay", "record"))
+    with serve(state) as served, httpx.Client(base_url=served.base_url, timeout=20) as c:
+        yield c
+
+
+def test_an_operator_setting_enables_a_mode(recording_client: httpx.Client, intent: str, app_db_url: str) -> None:
+    checked(recording_client.post(f"/intents/{intent}/run", json={"oc": {"mode": "record"}}), 202, "run-accepted")
+    err = error_code(recording_client.post(f"/intents/{intent}/run", json={"oc": {"mode": "live"}}), 403, "forbidden")
+    assert err["details"][0]["message"] == "live is not in HARNESS_OC_MODES (replay, record)"
+    assert counts(app_db_url)["app.runs"] == 1
 
 
 # --- Bearer token -------------------------------------------------------------------------------

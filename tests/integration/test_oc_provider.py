@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +179,10 @@ def test_schema_violating_output_lists_the_violations(tmp_path: Path) -> None:
 
 def test_record_writes_a_canonical_fixture_that_replays_and_rerecords_as_a_no_op(tmp_path: Path) -> None:
     with ChatServer([ok(PLAN), ok(PLAN)]) as server:
-        recorded = run_oc(INTENT, "record", 3, provider=config(server), fixtures_dir=tmp_path)
+        recorded = run_oc(INTENT, "record", 3, provider=config(server), recordings_dir=tmp_path)
         path = fixture_path(tmp_path, recorded.fixture_key)
         first = path.read_bytes()
-        rerecorded = run_oc(INTENT, "record", 3, provider=config(server), fixtures_dir=tmp_path)
+        rerecorded = run_oc(INTENT, "record", 3, provider=config(server), recordings_dir=tmp_path)
     assert server.problems == []
     assert len(server.requests) == 2
     assert rerecorded.plan == recorded.plan
@@ -198,9 +199,41 @@ def test_record_writes_a_canonical_fixture_that_replays_and_rerecords_as_a_no_op
 def test_record_writes_nothing_when_the_output_is_invalid(tmp_path: Path) -> None:
     with ChatServer([ok({**PLAN, "commands": []})]) as server:
         with pytest.raises(OCError) as caught:
-            run_oc(INTENT, "record", 0, provider=config(server), fixtures_dir=tmp_path)
+            run_oc(INTENT, "record", 0, provider=config(server), recordings_dir=tmp_path)
     assert caught.value.kind == "schema_violation"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def shipped() -> Iterator[list[tuple[str, bytes]]]:
+    """The package's fixtures, put back afterwards: on a tree where record writes there, the test
+    that catches it must not leave the checkout damaged."""
+    before = sorted((p.name, p.read_bytes()) for p in DEFAULT_FIXTURES_DIR.iterdir())
+    yield before
+    for path in DEFAULT_FIXTURES_DIR.iterdir():
+        path.unlink()
+    for name, content in before:
+        (DEFAULT_FIXTURES_DIR / name).write_bytes(content)
+
+
+def test_record_writes_only_to_the_recordings_dir_never_into_the_package(
+        tmp_path: Path, shipped: list[tuple[str, bytes]]) -> None:
+    demo = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}  # the shipped fixture's intent
+    recordings = tmp_path / "oc-fixtures"
+    with ChatServer([ok(PLAN), ok(PLAN)]) as server:
+        with pytest.raises(OCError) as caught:  # no recordings dir: record has nowhere to write
+            run_oc(demo, "record", 0, provider=config(server))
+        assert caught.value.kind == "not_configured" and server.requests == []
+        recorded = run_oc(demo, "record", 0, provider=config(server), recordings_dir=recordings)
+    assert sorted((p.name, p.read_bytes()) for p in DEFAULT_FIXTURES_DIR.iterdir()) == shipped
+    assert [p.name for p in recordings.iterdir()] == [f"{recorded.fixture_key}.json"]
+
+    # Replay reads the package first: a recording cannot shadow a shipped fixture ...
+    assert run_oc(demo, "replay", 0, recordings_dir=recordings).plan != PLAN
+    # ... and falls back to the recordings for keys the package lacks.
+    with ChatServer([ok(PLAN)]) as server:
+        run_oc(INTENT, "record", 5, provider=config(server), recordings_dir=recordings)
+    assert run_oc(INTENT, "replay", 5, recordings_dir=recordings).plan == PLAN
 
 
 def test_refresh_with_the_reference_planner_reproduces_the_shipped_fixtures(

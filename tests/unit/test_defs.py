@@ -22,3 +22,14 @@ def test_definitions_do_not_import_openai() -> None:
     out = subprocess.run([sys.executable, "-c", "import sys, pipelines.definitions; print('openai' in sys.modules)"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_oc_records_under_the_data_dir_not_into_the_package() -> None:
+    from pathlib import Path
+
+    from pipelines.settings import REPO_ROOT
+
+    # The data dir as it was when the definitions were imported (the suite moves it later).
+    recordings = Path(defs.resources["oc"].recordings_dir)  # type: ignore[index]  # Mapping | None
+    assert recordings.name == "oc-fixtures"
+    assert not recordings.is_relative_to(REPO_ROOT / "pipelines")

@@ -13,10 +13,10 @@ detect_module = importlib.import_module("pipelines.sandbox.detect")
 
 
 def test_a_failed_probe_is_asked_again_and_a_working_one_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = iter(["bwrap probe exited 137: ", None])
+    answers = iter([("bwrap probe exited 137: ", []), (None, ["mem", "net", "pids"])])
     calls: list[str] = []
 
-    def probe(config: SandboxConfig, backend: str) -> str | None:
+    def probe(config: SandboxConfig, backend: str) -> tuple[str | None, list[str]]:
         calls.append(backend)
         return next(answers)
 

@@ -1,4 +1,5 @@
 import ast
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,22 @@ def test_only_the_settings_module_reads_the_environment() -> None:
 def test_the_static_check_sees_reads_and_lets_a_child_setting_pass() -> None:
     source = "import os\nos.environ['PGAPPNAME'] = 'w'\nx = os.environ.get('B')\ny = {**os.environ}\nz = os.getenv('C')\n"
     assert _environ_reads(source) == [3, 4, 5]
+
+
+def test_oc_modes_default_to_replay_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_OC_MODES", raising=False)
+    assert load().oc_modes == ("replay",)
+    monkeypatch.setenv("HARNESS_OC_MODES", " replay, record ,replay")
+    assert load().oc_modes == ("replay", "record")
+
+
+@pytest.mark.parametrize("bad", ["replay,guess", ",", "REPLAY"])
+def test_bad_oc_modes_name_the_variable(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv("HARNESS_OC_MODES", bad)
+    with pytest.raises(ValueError, match="HARNESS_OC_MODES"):
+        load()
+
+
+def test_oc_recordings_live_under_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
+    assert load().oc_recordings_dir == tmp_path / "oc-fixtures"
