@@ -3,7 +3,8 @@ pass/fail per run: the suite must be green on a busy machine, not only on an idl
 
     K=3 python -m scripts.soak_check        (what `mise run -f test:soak:check` runs)
 
-Each run's full output goes to ``.data/soak-check/run-<i>.log``; the hog is one busy-looping
+Each run's full output goes to ``.data/soak-check/run-<i>.log`` (and a failed run's stack logs to
+``run-<i>-logs/``); the hog is one busy-looping
 process per core at normal priority, started and stopped by PID.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +42,9 @@ def one_check(i: int) -> tuple[int, str, float]:
         code = subprocess.run(["mise", "run", "-f", "check"], cwd=REPO_ROOT, stdout=out,
                               stderr=subprocess.STDOUT).returncode
     seconds = time.monotonic() - t0
+    if code != 0:  # the next run overwrites the suite's stack logs: keep this run's beside its log
+        for stack_log in sorted((REPO_ROOT / ".data" / "test").glob("*/log")):
+            shutil.copytree(stack_log, LOG_DIR / f"run-{i}-logs" / stack_log.parent.name, dirs_exist_ok=True)
     found = SUMMARY.findall(log.read_text())
     return code, (found[-1][0] if found else "no pytest summary"), seconds
 
