@@ -11,9 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from psycopg_pool import ConnectionPool
 
-from api import errors, openapi
+from api import errors, openapi, pools
 from api.deps import AppState
 from api.routes import crashdemo, health, intents, runs
 from api.run_events import RunEvents
@@ -31,15 +30,10 @@ def _sandbox_status() -> dict[str, Any]:
 
 
 def build_state(settings: Settings) -> AppState:
-    def pool(url: str, name: str) -> ConnectionPool:
-        # Not waiting for the database: the API starts and /healthz says 503 until it is back.
-        return ConnectionPool(url, min_size=1, max_size=8, open=False, name=name,
-                              kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
-
     return AppState(
         settings=settings,
-        app_pool=pool(db.app_url(settings), "app"),
-        dagster_pool=pool(db.dagster_url(settings), "dagster"),
+        app_pool=pools.pool(db.app_url(settings), "app"),
+        dagster_pool=pools.pool(db.dagster_url(settings), "dagster"),
         run_events=RunEvents(db.dagster_url(settings)),
         dagster=DagsterClient(settings.dagster_ui_url),
         new_id=repo.new_id,

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipelines.settings import REPO_ROOT, database_name, load, sqlalchemy_psycopg2, with_database
+from pipelines.settings import REPO_ROOT, database_name, load, with_database
 from pipelines.store import db, localdb, migrate
 from scripts import suite
 
@@ -60,20 +60,12 @@ def test_databases() -> Iterator[TestDatabases]:
             db.recreate_database(app_url)
             db.recreate_database(dagster_url)
             migrate.migrate(app_url)
-            _create_dagster_storage(dagster_url)
+            db.create_dagster_storage(dagster_url)
             yield TestDatabases(app_url=app_url, dagster_url=dagster_url, embedded=not external)
         finally:
             # Session-scoped, so torn down last, after the stacks that used the server.
             if not external and alone():
                 localdb.down(settings)
-
-
-def _create_dagster_storage(url: str) -> None:
-    """Dagster creates its own tables on first use; do it once so readers never meet an empty DB."""
-    from dagster import instance_for_test
-
-    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": sqlalchemy_psycopg2(url)}}}):
-        pass
 
 
 def truncate_app_tables(url: str) -> None:

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api import runview
@@ -30,20 +31,22 @@ def _view(st: AppState, run_id: str) -> dict:
 
 
 @router.get("/runs/{run_id}", openapi_extra=io(responses={200: "run-view", 400: "error", 404: "error"}))
-def get_run(run_id: str, st: StateDep,
-            wait: Annotated[float | None, Query(allow_inf_nan=False)] = None) -> JSONResponse:
+async def get_run(run_id: str, st: StateDep,
+                  wait: Annotated[float | None, Query(allow_inf_nan=False)] = None) -> JSONResponse:
     check_id(run_id, "runId")
     if wait is not None:
         check_param("wait", wait)  # its bounds: contracts/params.schema.json
     deadline = time.monotonic() + (wait or 0)
     since = st.run_events.mark()
-    view = _view(st, run_id)
+    # Only the reads take a worker thread; the wait between them is a coroutine, so open
+    # long-polls do not starve the sync routes of anyio's thread pool (40 threads).
+    view = await run_in_threadpool(_view, st, run_id)
     first = view["status"]
-    # Re-read when Dagster stores an event for a run of the group (api/run_events.py).
+    # Re-read when something may have changed the status (api/run_events.py).
     while view["status"] == first and first not in lifecycle.FINAL and (left := deadline - time.monotonic()) > 0:
-        st.run_events.wait((r["runId"] for r in view["dagsterRuns"]), since, left)
+        await st.run_events.wait(run_id, (r["runId"] for r in view["dagsterRuns"]), since, left)
         since = st.run_events.mark()
-        view = _view(st, run_id)
+        view = await run_in_threadpool(_view, st, run_id)
     return respond("run-view", view)
 
 
@@ -71,7 +74,11 @@ _ACT_ERRORS = {400: "error", 401: "error", 404: "error", 409: "error", 503: "err
              openapi_extra=io(responses={202: "run-accepted", **_ACT_ERRORS}))
 def cancel_run(run_id: str, st: StateDep) -> JSONResponse:
     """Record the cancel (no launch or retry follows), then terminate the live Dagster run."""
-    return _act(st, run_id, lifecycle.cancel, "cancel recorded; Dagster could not be reached")
+    try:
+        return _act(st, run_id, lifecycle.cancel, "cancel recorded; Dagster could not be reached")
+    finally:
+        # A run with no Dagster run yet turns canceled with no Dagster event to wake its long-polls.
+        st.run_events.touch(run_id)
 
 
 @router.post("/runs/{run_id}/resume", dependencies=[WriteGuard],

@@ -56,3 +56,12 @@ def recreate_database(url: str) -> None:
     with connect(_maintenance_url(url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def create_dagster_storage(url: str) -> None:
+    """Create Dagster's tables in the database at ``url`` (Dagster creates them on first use), so
+    readers of a fresh database (the RunView's queries) never meet an empty one."""
+    from dagster import instance_for_test  # Dagster is heavy to import: only here
+
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": sqlalchemy_psycopg2(url)}}}):
+        pass
