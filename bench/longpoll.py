@@ -19,6 +19,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,18 +38,22 @@ THROUGHPUT_TARGET = 0.80
 
 
 @dataclass
+class Samples:
+    ms: list[float] = field(default_factory=list)  # latencies of the answers that were right
+    errors: int = 0
+
+
+@dataclass
 class Phase:
     name: str
     polls_open: int = 0
-    post_ms: list[float] = field(default_factory=list)
-    post_errors: int = 0
-    health_ms: list[float] = field(default_factory=list)
-    health_errors: int = 0
+    post: Samples = field(default_factory=Samples)
+    health: Samples = field(default_factory=Samples)
     wall_s: float = 0.0
 
     @property
     def rps(self) -> float:
-        return len(self.post_ms) / self.wall_s
+        return len(self.post.ms) / self.wall_s
 
 
 def pct(data: list[float], q: float) -> float:
@@ -59,32 +64,23 @@ def pct(data: list[float], q: float) -> float:
 async def measure(client: httpx.AsyncClient, phase: Phase, seconds: float, concurrency: int) -> None:
     end = time.monotonic() + seconds
 
-    async def poster() -> None:
+    async def ask(request: Callable[[], Awaitable[httpx.Response]], status: int, samples: Samples) -> None:
+        """Back to back until the phase ends, timing each answer that has ``status``."""
         while time.monotonic() < end:
             began = time.perf_counter()
             try:
-                ok = (await client.post("/intents", json=BODY)).status_code == 201
+                ok = (await request()).status_code == status
             except httpx.HTTPError:
                 ok = False
             if ok:
-                phase.post_ms.append((time.perf_counter() - began) * 1000)
+                samples.ms.append((time.perf_counter() - began) * 1000)
             else:
-                phase.post_errors += 1
-
-    async def prober() -> None:
-        while time.monotonic() < end:
-            began = time.perf_counter()
-            try:
-                ok = (await client.get("/healthz")).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                phase.health_ms.append((time.perf_counter() - began) * 1000)
-            else:
-                phase.health_errors += 1
+                samples.errors += 1
 
     began = time.perf_counter()
-    await asyncio.gather(prober(), *(poster() for _ in range(concurrency)))
+    await asyncio.gather(ask(lambda: client.get("/healthz"), 200, phase.health),
+                         *(ask(lambda: client.post("/intents", json=BODY), 201, phase.post)
+                           for _ in range(concurrency)))
     phase.wall_s = time.perf_counter() - began
 
 
@@ -144,12 +140,12 @@ def main() -> None:
           "| /healthz n | /healthz errors | /healthz p50 ms | /healthz p99 ms | /healthz max ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in phases:
-        print(f"| {p.name} | {p.polls_open} | {len(p.post_ms)} | {p.post_errors} | {p.rps:.0f} | {pct(p.post_ms, 50):.1f} "
-              f"| {pct(p.post_ms, 99):.1f} | {len(p.health_ms)} | {p.health_errors} | {pct(p.health_ms, 50):.1f} "
-              f"| {pct(p.health_ms, 99):.1f} | {max(p.health_ms, default=float('nan')):.1f} |")
+        print(f"| {p.name} | {p.polls_open} | {len(p.post.ms)} | {p.post.errors} | {p.rps:.0f} | {pct(p.post.ms, 50):.1f} "
+              f"| {pct(p.post.ms, 99):.1f} | {len(p.health.ms)} | {p.health.errors} | {pct(p.health.ms, 50):.1f} "
+              f"| {pct(p.health.ms, 99):.1f} | {max(p.health.ms, default=float('nan')):.1f} |")
     without, with_polls = phases
     ratio = with_polls.rps / without.rps
-    p99 = pct(with_polls.health_ms, 99)
+    p99 = pct(with_polls.health.ms, 99)
     print()
     print(f"with the long-polls open: `POST /intents` keeps {ratio:.0%} of its throughput "
           f"(target ≥ {THROUGHPUT_TARGET:.0%}: {'met' if ratio >= THROUGHPUT_TARGET else 'NOT met'}); "

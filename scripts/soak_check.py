@@ -21,7 +21,8 @@ import time
 from pipelines.settings import REPO_ROOT
 
 LOG_DIR = REPO_ROOT / ".data" / "soak-check"
-SUMMARY = re.compile(r"=+ (.*\d+ (?:passed|failed|error).*) in ([\d.]+)s")
+# pytest -q's last line, as mise prints it: "[test] 705 passed, 2 warnings in 329.00s (0:05:29)"
+SUMMARY = re.compile(r"^\[test\] (\d+ (?:passed|failed|error).*) in ([\d.]+)s", re.M)
 
 
 def start_hog(cores: int) -> list[subprocess.Popen[bytes]]:
