@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -320,22 +321,42 @@ def kill(settings: Settings, names: list[str], sig: signal.Signals, timeout_s: f
 NOT_ALL_UP = 3  # status --check: LSB's exit status for "program is not running"
 
 
+def owner(pid: int) -> str | None:
+    """``uid N (name)``: the effective uid ``pid`` runs with, so ``status`` shows which parts hold
+    root (README, "Privileges"); None when there is no such process."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    # "Uid:  real  effective  saved  filesystem"
+    uid = int(next(line for line in lines if line.startswith("Uid:")).split()[2])
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "no passwd entry"
+    return f"uid {uid} ({name})"
+
+
+def _status_line(name: str, pid: int | None, state: str, where: str) -> str:
+    return f"{name:<11} {state:<20} {(owner(pid) if pid else None) or '-':<20} {where}"
+
+
 def status(settings: Settings) -> bool:
-    """Print each part's state; True when every part is running."""
+    """Print each part's state, uid and address; True when every part is running."""
     if settings.embedded:
         info = localdb.running(settings)
         pids: list[int | None] = [info[0] if info else None]
-        print(f"{'postgres':<11} {f'running pid {pids[0]}' if pids[0] else 'stopped':<20} {settings.pgdata}")
+        print(_status_line("postgres", pids[0], f"running pid {pids[0]}" if pids[0] else "stopped", str(settings.pgdata)))
     else:
         pids = []
-        print(f"{'postgres':<11} {'external':<20} DATABASE_URL")
+        print(_status_line("postgres", None, "external", "DATABASE_URL"))
     for comp in components(settings):
         pid = read_pid(settings, comp.name)
         port = component_ports(settings).get(comp.name)
         where = f"port {port}" if port else f"socket {settings.pool_socket}" if comp.name == "pool" else "-"
         # A stopped part's port held by someone else is why its `up` would refuse: say so here too.
         holder = ports.holder(port) if pid is None and port is not None else None
-        print(f"{comp.name:<11} {f'running pid {pid}' if pid else 'stopped':<20} {where}"
+        print(_status_line(comp.name, pid, f"running pid {pid}" if pid else "stopped", where)
               + (f" (in use by {holder})" if holder else ""))
         pids.append(pid)
     return all(pid is not None for pid in pids)

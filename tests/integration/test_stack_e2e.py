@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -104,6 +105,22 @@ def test_up_again_keeps_every_running_part_and_status_check_says_all_up(running_
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "stopped" not in check.stdout
+
+
+def _effective_uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[2])
+
+
+def test_status_shows_the_uid_of_every_running_part(running_stack: Settings) -> None:
+    shown = subprocess.run([sys.executable, "-m", "scripts.stack", "status"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = {line.split()[0]: line for line in shown.splitlines()}
+    for comp in stack.components(running_stack):
+        pid = stack.read_pid(running_stack, comp.name)
+        assert pid is not None, shown
+        # What /proc says of that very process, not what the stack meant to start it as.
+        assert f"uid {_effective_uid(pid)} (" in lines[comp.name], shown
 
 
 def test_real_failure_ends_failed_after_max_retries_without_extra_marks(running_stack: Settings,
