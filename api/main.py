@@ -5,7 +5,6 @@ Served as a factory (``uvicorn --factory api.main:create_app``): nothing connect
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,9 +20,9 @@ from pipelines.settings import Settings, load
 from pipelines.store import db, repo
 
 
-@functools.cache
 def _sandbox_status() -> dict[str, Any]:
-    # Detected once per process: one real probe run (see pipelines.sandbox.detect).
+    # detect() remembers a working sandbox after one real probe run and asks again after a failed
+    # one (it may have been a starved probe), so /healthz recovers without an API restart.
     from pipelines.sandbox.resource import SandboxResource
 
     return SandboxResource().status()

@@ -395,4 +395,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `status | head` ends quietly, as a shell tool does
     sys.exit(main())
