@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pipelines import clock
+from pipelines.store.artifacts import media_type
 
 
 def canonical_json(value: Any) -> bytes:
@@ -146,7 +147,8 @@ def artifacts(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
 
 def insert_artifact(conn: psycopg.Connection, *, run_id: str, step: str, name: str, content: bytes) -> None:
     conn.execute(
-        "INSERT INTO app.artifacts (run_id, step, name, size, sha256, content, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (run_id, step, name, len(content), sha256(content), content, clock.now()),
+        "INSERT INTO app.artifacts (run_id, step, name, size, sha256, media_type, content, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (run_id, step, name, len(content), sha256(content), media_type(name, content), content,
+         clock.now()),
     )
