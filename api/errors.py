@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from contracts import Violation
 
@@ -55,6 +56,17 @@ def http_code(status: int) -> str:
     return _HTTP_CODES.get(status) or ("server_error" if status >= 500 else "client_error")
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves on this path: Starlette's 405 names only the first route's,
+    and FastAPI makes one route per method (``GET /intents`` and ``POST /intents`` are two)."""
+    routes = request.app.router.routes
+    return ", ".join(m for m in _METHODS
+                     if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -63,9 +75,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        # Its headers too: a 405's ``Allow`` lists the methods the route does serve (RFC 9110).
+        # Its headers too: a 405's ``Allow`` lists the methods the path does serve (RFC 9110).
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and "app" in request.scope:
+            headers["Allow"] = _allowed(request)
         return JSONResponse(envelope(http_code(exc.status_code), message), status_code=exc.status_code,
-                            headers=exc.headers)
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from api import errors, openapi, pools
 from api.deps import AppState
-from api.routes import crashdemo, health, intents, runs
+from api.routes import artifacts, crashdemo, health, intents, runs
 from api.run_events import RunEvents
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
@@ -59,7 +59,7 @@ def create_app(state: AppState | None = None) -> FastAPI:
                   description="Durable intent → run harness: intents in, Dagster runs, RunViews out.")
     app.state.harness = harness = state or build_state(load())
     errors.install(app)
-    for module in (health, intents, runs, crashdemo):
+    for module in (health, intents, runs, artifacts, crashdemo):
         app.include_router(module.router)
     openapi.install(app, bearer=harness.settings.api_token is not None)
     return app

@@ -57,7 +57,7 @@ def build(app_conn: psycopg.Connection, dagster_conn: psycopg.Connection, run: r
     view = {
         "runId": run.run_id,
         "intentId": run.intent_id,
-        "status": lifecycle.status(run, group),
+        "status": lifecycle.observe(app_conn, run, group),
         "traceId": run.trace_id,
         "createdAt": run.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "steps": _steps(rows),

@@ -13,13 +13,14 @@ from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.outbox_sensor import intent_outbox
 from pipelines.sensors.reaper_sensor import run_reaper
+from pipelines.sensors.status_sensor import run_status_sync
 from pipelines.settings import load
 
 settings = load()
 defs = Definitions(
     jobs=[intent_job, crashdemo, hello_job, crashdemo_soak],
     schedules=[crashdemo_soak_schedule],
-    sensors=[intent_outbox, run_reaper],
+    sensors=[intent_outbox, run_reaper, run_status_sync],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),
         # Replay (recorded fixtures) unless a run asks for record/live (the API allows those only

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api import query
 from api.body import check_id, check_param, json_body
 from api.deps import StateDep, WriteGuard
 from api.errors import ApiError
@@ -14,7 +15,7 @@ from api.respond import not_found, respond
 from contracts import Violation
 from pipelines.jobs.intent import INTENT
 from pipelines.orchestration import lifecycle
-from pipelines.store import repo
+from pipelines.store import listing, repo
 
 router = APIRouter(tags=["intents"])
 _WRITE_ERRORS = {400: "error", 401: "error", 409: "error", 413: "error", 415: "error"}
@@ -78,3 +79,32 @@ async def run_intent(intent_id: str, request: Request, st: StateDep, key: Idempo
         return run_id
 
     return respond("run-accepted", {"runId": await run_in_threadpool(write_then_launch)}, 202)
+
+
+@router.get("/intents", openapi_extra=io(responses={200: "intent-list", 400: "error"}))
+def list_intents(st: StateDep, created_after: str | None = None, created_before: str | None = None,
+                 limit: int | None = None, cursor: str | None = None) -> JSONResponse:
+    for name, value in (("created_after", created_after), ("created_before", created_before), ("limit", limit)):
+        if value is not None:
+            check_param(name, value)
+    size = limit or query.PAGE
+    after = query.decode(cursor, "int") if cursor is not None else None
+    with st.app_pool.connection() as conn:
+        rows = listing.intents(conn, created_after=query.instant(created_after) if created_after else None,
+                               created_before=query.instant(created_before) if created_before else None,
+                               after=after, limit=size + 1)
+    return respond("intent-list", {
+        "intents": [{"intentId": r.intent_id, "goal": r.goal, "createdAt": query.iso(r.created_at)}
+                    for r in rows[:size]],
+        "nextCursor": query.next_cursor(rows, size, lambda r: (r.created_at, r.intent_id)),
+    })
+
+
+@router.get("/intents/{intent_id}", openapi_extra=io(responses={200: "intent-view", 400: "error", 404: "error"}))
+def get_intent(intent_id: str, st: StateDep) -> JSONResponse:
+    check_id(intent_id, "intentId")
+    with st.app_pool.connection() as conn:
+        found = listing.intent(conn, intent_id)
+    if found is None:
+        raise not_found("intent", intent_id)
+    return respond("intent-view", {"intentId": found.intent_id, **found.body, "createdAt": query.iso(found.created_at)})

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api import runview
+from api import query, runview
 from api.body import check_id, check_param
 from api.deps import AppState, StateDep, WriteGuard
 from api.errors import ApiError
@@ -16,7 +16,7 @@ from api.openapi import io
 from api.respond import not_found, respond
 from pipelines.orchestration import lifecycle
 from pipelines.orchestration.dagster_client import DagsterRejected, DagsterUnavailable
-from pipelines.store import repo
+from pipelines.store import listing, repo
 
 router = APIRouter(tags=["runs"])
 
@@ -48,6 +48,32 @@ async def get_run(run_id: str, st: StateDep,
         since = st.run_events.mark()
         view = await run_in_threadpool(_view, st, run_id)
     return respond("run-view", view)
+
+
+@router.get("/runs", openapi_extra=io(responses={200: "run-list", 400: "error"}))
+def list_runs(st: StateDep, status: str | None = None, intent_id: str | None = None, trace_id: str | None = None,
+              created_after: str | None = None, created_before: str | None = None, limit: int | None = None,
+              cursor: str | None = None) -> JSONResponse:
+    """Runs newest first, filtered on their stored status (sql/0005: as last observed, at statusAt)."""
+    for name, value in (("status", status), ("trace_id", trace_id), ("created_after", created_after),
+                        ("created_before", created_before), ("limit", limit)):
+        if value is not None:
+            check_param(name, value)
+    if intent_id is not None:
+        check_id(intent_id, "intentId")
+    size = limit or query.PAGE
+    where = listing.RunFilter(status=status, intent_id=intent_id, trace_id=trace_id,
+                              created_after=query.instant(created_after) if created_after else None,
+                              created_before=query.instant(created_before) if created_before else None)
+    after = query.decode(cursor, "run") if cursor is not None else None
+    with st.app_pool.connection() as conn:
+        rows = listing.runs(conn, where, after=after, limit=size + 1)
+    return respond("run-list", {
+        "runs": [{"runId": r.run_id, "intentId": r.intent_id, "status": r.status, "traceId": r.trace_id,
+                  "attempts": r.attempts, "lastDagsterRunId": r.last_dagster_run_id,
+                  "createdAt": query.iso(r.created_at), "statusAt": query.iso(r.status_at)} for r in rows[:size]],
+        "nextCursor": query.next_cursor(rows, size, lambda r: (r.created_at, r.run_id)),
+    })
 
 
 def _act(st: AppState, run_id: str, action: Callable[..., object], unavailable: str) -> JSONResponse:

@@ -30,7 +30,7 @@ from pipelines.oc.errors import OCError
 from pipelines.oc.resource import OCProducer
 from pipelines.orchestration.lifecycle import JobTarget
 from pipelines.resources.app_db import AppDatabase
-from pipelines.sandbox.errors import SandboxError
+from pipelines.sandbox.errors import ArtifactTooLarge, SandboxError
 from pipelines.store import checkpoint, repo
 
 RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"}
@@ -109,6 +109,10 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterato
                             "env": {}}
                 try:
                     results.append({"name": command["name"], "result": sandbox.run(job_spec)})
+                except ArtifactTooLarge as exc:
+                    # The same plan leaves the same file: a retry would fail the same way.
+                    raise checkpoint.StepError("artifact_too_large", f"{command['name']!r} left {exc}",
+                                               retryable=False) from exc
                 except SandboxError as exc:
                     raise checkpoint.StepError("sandbox_error", f"could not run {command['name']!r}: {exc}") from exc
 

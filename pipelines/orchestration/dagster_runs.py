@@ -7,6 +7,7 @@ dagster-postgres 0.29 (pinned); tests/integration checks these columns exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -34,6 +35,8 @@ class DagsterRun:
     # sensor re-executes such a run once the location is back (pipelines/reaper.py).
     retry_launch_failed: bool
     created_at: float
+    # Dagster's update_timestamp (naive UTC): bumped by every status and tag change of the run.
+    updated_at: datetime
 
     @property
     def retry_pending(self) -> bool:
@@ -58,11 +61,11 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
                    SELECT 1 FROM event_logs e
                    WHERE e.run_id = r.run_id AND e.dagster_event_type = 'ENGINE_EVENT'
                      AND e.event LIKE %s) AND NOT bool_or(t.key = %s),
-               extract(epoch FROM r.create_timestamp)
+               extract(epoch FROM r.create_timestamp), r.update_timestamp
         FROM runs r
         JOIN run_tags a ON a.run_id = r.run_id AND a.key = %s AND a.value = %s
         LEFT JOIN run_tags t ON t.run_id = r.run_id
-        GROUP BY r.run_id, r.pipeline_name, r.status, r.create_timestamp, r.id
+        GROUP BY r.run_id, r.pipeline_name, r.status, r.create_timestamp, r.update_timestamp, r.id
         ORDER BY r.create_timestamp, r.id
         """,
         (RETRY_LAUNCH_FAILED_LIKE, RELAUNCHED_TAG, APP_RUN_TAG, app_run_id),
@@ -70,7 +73,8 @@ def run_group(conn: psycopg.Connection, app_run_id: str) -> list[DagsterRun]:
     return [
         DagsterRun(run_id=r[0], job_name=r[1], status=r[2], parent_run_id=r[3], root_run_id=r[4],
                    retry_number=int(r[5] or 0),
-                   will_retry=None if r[6] is None else r[6] == "true", retry_launch_failed=bool(r[7]), created_at=float(r[8]))
+                   will_retry=None if r[6] is None else r[6] == "true", retry_launch_failed=bool(r[7]), created_at=float(r[8]),
+                   updated_at=r[9])
         for r in rows
     ]
 
@@ -115,3 +119,18 @@ def abandoned_retries(conn: psycopg.Connection, *, ended_after: float) -> list[s
         (ended_after, RELAUNCHED_TAG, RETRY_LAUNCH_FAILED_LIKE),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def app_runs_changed(conn: psycopg.Connection, since: datetime, limit: int) -> list[tuple[str, datetime]]:
+    """(app run id, newest update_timestamp) of the app runs whose Dagster runs changed after
+    ``since`` (naive UTC), oldest change first."""
+    rows = conn.execute(
+        """
+        SELECT t.value, max(r.update_timestamp) AS changed FROM runs r
+        JOIN run_tags t ON t.run_id = r.run_id AND t.key = %s
+        WHERE r.update_timestamp > %s
+        GROUP BY t.value ORDER BY changed LIMIT %s
+        """,
+        (APP_RUN_TAG, since, limit),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]

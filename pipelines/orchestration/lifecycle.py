@@ -130,6 +130,24 @@ def status(run: repo.Run, group: list[DagsterRun]) -> str:
     return "running"
 
 
+def observe(conn: psycopg.Connection, run: repo.Run, group: list[DagsterRun]) -> str:
+    """``status`` of the run, also stored on its row for finding runs by status (sql/0005) unless
+    a fresher observation is stored already. Returns the status."""
+    current = status(run, group)
+    repo.record_status(conn, run.run_id, repo.Observed(
+        status=current, attempts=len(group), last_dagster_run_id=group[-1].run_id if group else None,
+        version=max((r.updated_at for r in group), default=repo.NEVER), canceled=run.canceled_at is not None))
+    return current
+
+
+def refresh(conn: psycopg.Connection, dagster_conn: psycopg.Connection, run_id: str) -> str | None:
+    """Observe the run now (after a change the app made itself); None for an unknown run."""
+    run = repo.get_run(conn, run_id)
+    if run is None:
+        return None
+    return observe(conn, run, dagster_runs.run_group(dagster_conn, run_id))
+
+
 def cancel(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: DagsterClient, run_id: str) -> None:
     """Record the cancel (no launch or retry follows it), then terminate the live Dagster run.
 
@@ -148,6 +166,7 @@ def cancel(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: D
             client.terminate(group[-1].run_id)
         except DagsterRejected:
             pass  # finished meanwhile; the recorded cancel stops any retry
+    refresh(conn, dagster_conn, run_id)
 
 
 def resume(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: DagsterClient, run_id: str) -> str:
@@ -162,4 +181,6 @@ def resume(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: D
         group = dagster_runs.run_group(dagster_conn, run_id)
         if run.canceled_at or not group or group[-1].status != "FAILURE" or group[-1].retry_pending:
             raise Conflict(f"run {run_id} is not a failed run that can be resumed")
-        return client.reexecute_from_failure(group[-1].run_id)
+        dagster_run_id = client.reexecute_from_failure(group[-1].run_id)
+    refresh(conn, dagster_conn, run_id)
+    return dagster_run_id

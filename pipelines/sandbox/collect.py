@@ -4,7 +4,9 @@ The sandbox controls the work dir's contents, so the walk uses directory fds and
 ``O_NOFOLLOW`` throughout: a symlink (or fifo, socket, device) is reported as skipped
 and never opened. Paths are relative, ``/``-separated and sorted by code point.
 ``size`` and ``sha256`` describe the bytes on disk; ``content`` is the UTF-8 text with
-line endings normalised to ``\\n``, present only for text files up to the content cap.
+line endings normalised to ``\\n``. Text files become the run's stored artifacts, so one over the
+content cap (the cap on a stored artifact) is an error, ``ArtifactTooLarge``; binary files are
+listed without content and not stored.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.sandbox.config import CollectCaps
+from pipelines.sandbox.errors import ArtifactTooLarge
 
 _CHUNK = 1 << 16
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -130,7 +133,7 @@ def collect_files(root: Path, caps: CollectCaps) -> Collected:
             if text is None:
                 entry["omitted"] = "binary"
             elif st.st_size > caps.max_content_kb * 1024:
-                entry["omitted"] = "too_large"
+                raise ArtifactTooLarge(rel, st.st_size, caps.max_content_kb * 1024)
             else:
                 entry["content"] = text
             result.files.append(entry)

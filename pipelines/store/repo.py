@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pipelines import clock
+from pipelines.store.artifacts import media_type
 
 
 def canonical_json(value: Any) -> bytes:
@@ -91,15 +92,17 @@ def get_intent(conn: psycopg.Connection, intent_id: str) -> dict[str, Any] | Non
 def create_run(conn: psycopg.Connection, *, run_id: str, intent_id: str, trace_id: str | None,
                options: dict[str, Any], idempotency_key: str | None) -> tuple[str, bool]:
     digest = sha256(canonical_json({"intentId": intent_id, "traceId": trace_id, "options": options}))
+    now = clock.now()
     return _insert_once(
         conn, table="runs", id_column="run_id", idempotency_key=idempotency_key, digest=digest,
         insert="""
-        INSERT INTO app.runs (run_id, intent_id, trace_id, options, idempotency_key, request_sha256, created_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        INSERT INTO app.runs (run_id, intent_id, trace_id, options, idempotency_key, request_sha256, created_at,
+                              status_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING run_id
         """,
-        params=(run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, clock.now()),
+        params=(run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, now, now),
     )
 
 
@@ -125,6 +128,44 @@ def mark_canceled(conn: psycopg.Connection, run_id: str) -> None:
                  (clock.now(), run_id))
 
 
+@dataclass(frozen=True)
+class Observed:
+    """A run's status as lifecycle.status derived it, and how fresh its inputs were: the newest
+    update_timestamp of its Dagster run group (naive UTC; ``NEVER`` without one) and whether
+    the row was canceled."""
+
+    status: str
+    attempts: int
+    last_dagster_run_id: str | None
+    version: datetime
+    canceled: bool
+
+
+NEVER = datetime(1, 1, 1)  # the status_version of a run with no Dagster run (sql/0005's default)
+
+
+def record_status(conn: psycopg.Connection, run_id: str, seen: Observed) -> bool:
+    """Store the observation unless the stored one is as fresh or fresher; True when written."""
+    cur = conn.execute(
+        """
+        UPDATE app.runs SET status = %s, attempts = %s, last_dagster_run_id = %s, status_version = %s,
+                            status_canceled = %s,
+                            status_at = CASE WHEN status = %s THEN status_at ELSE %s END
+        WHERE run_id = %s AND (status_version, status_canceled) < (%s, %s)
+        """,
+        (seen.status, seen.attempts, seen.last_dagster_run_id, seen.version, seen.canceled, seen.status,
+         clock.now(), run_id, seen.version, seen.canceled),
+    )
+    return cur.rowcount == 1
+
+
+def unsettled_run_ids(conn: psycopg.Connection, limit: int) -> list[str]:
+    """Runs stored as not final yet (queued, running, retrying), least recently changed first."""
+    rows = conn.execute("SELECT run_id FROM app.runs WHERE status IN ('queued', 'running', 'retrying') "
+                        "ORDER BY status_at LIMIT %s", (limit,)).fetchall()
+    return [r[0] for r in rows]
+
+
 def unlaunched_run_ids(conn: psycopg.Connection, *, older_than_s: float, limit: int = 50) -> list[str]:
     """Runs committed more than ``older_than_s`` ago whose launch was never recorded, oldest first."""
     rows = conn.execute(
@@ -146,7 +187,8 @@ def artifacts(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
 
 def insert_artifact(conn: psycopg.Connection, *, run_id: str, step: str, name: str, content: bytes) -> None:
     conn.execute(
-        "INSERT INTO app.artifacts (run_id, step, name, size, sha256, content, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (run_id, step, name, len(content), sha256(content), content, clock.now()),
+        "INSERT INTO app.artifacts (run_id, step, name, size, sha256, media_type, content, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (run_id, step, name, len(content), sha256(content), media_type(name, content), content,
+         clock.now()),
     )

@@ -11,7 +11,7 @@ from pipelines.definitions import defs
 from pipelines.jobs.intent import run_config as intent_run_config
 from pipelines.oc.resource import OCResource
 from pipelines.settings import sqlalchemy_psycopg2
-from pipelines.store import repo
+from pipelines.store import artifacts, repo
 from tests.conftest import TestDatabases
 from tests.oc_fake_server import ChatServer, ok
 
@@ -81,6 +81,9 @@ def test_reexecution_after_oc_committed_does_not_call_the_provider_again(
                                             (run_id,)).fetchall()]
     assert steps == {"oc": ("succeeded", 1), "sandbox": ("succeeded", 2), "persist": ("succeeded", 1)}
     assert names == ["plan.json", "result.json", "sandbox/cat/files/in.txt", "sandbox/cat/stdout"]
+    with psycopg.connect(app_db_url) as conn:
+        types = [a.media_type for a in artifacts.listing(conn, run_id)]
+    assert types == ["application/json", "application/json"] + ["text/plain; charset=utf-8"] * 2
 
 
 def test_oc_failure_is_a_step_failure_that_writes_nothing(app_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,3 +97,28 @@ def test_oc_failure_is_a_step_failure_that_writes_nothing(app_db_url: str, monke
         artifacts = conn.execute("SELECT count(*) FROM app.artifacts WHERE run_id = %s", (run_id,)).fetchone()
     assert oc == ("failed", "fixture_missing")
     assert artifacts == (0,)
+
+
+def test_a_text_file_over_the_artifact_cap_fails_the_sandbox_step_naming_it(
+        app_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.sandbox.config import CollectCaps
+    from pipelines.sandbox.resource import SandboxResource
+
+    monkeypatch.setenv("APP_DATABASE_URL", app_db_url)
+    over = CollectCaps.max_content_kb * 1024 + 1
+    plan = {**PLAN, "commands": [{"name": "big", "run": f"head -c {over} /dev/zero | tr '\\000' a > big.txt",
+                                  "timeoutMs": 20000}]}
+    run_id = _new_run(app_db_url, "live")
+    with ChatServer([ok(plan)]) as server:
+        resources = {"sandbox": SandboxResource(),
+                     "oc": OCResource(base_url=server.base_url, model="fake-model", api_key="k", max_retries=0)}
+        result = _job().execute_in_process(run_config=intent_run_config(run_id), resources=resources,
+                                           raise_on_error=False)
+    assert not result.success
+    with psycopg.connect(app_db_url) as conn:
+        step = conn.execute("SELECT status, error_kind, error FROM app.run_steps WHERE run_id = %s AND step = 'sandbox'",
+                            (run_id,)).fetchone()
+        names = [r[0] for r in conn.execute("SELECT name FROM app.artifacts WHERE run_id = %s", (run_id,))]
+    assert step is not None and step[:2] == ("failed", "artifact_too_large")
+    assert f"'big' left 'big.txt' is {over} bytes" in step[2]
+    assert names == ["plan.json"]

@@ -13,7 +13,7 @@ import contracts
 from pipelines.sandbox import supervise
 from pipelines.sandbox.collect import collect_files, decode_output, decode_text
 from pipelines.sandbox.config import CollectCaps, Limits
-from pipelines.sandbox.errors import SandboxError
+from pipelines.sandbox.errors import ArtifactTooLarge, SandboxError
 from pipelines.sandbox.workdir import checked_relpath
 
 CAPS = CollectCaps()
@@ -92,17 +92,24 @@ def test_file_count_cap_keeps_the_first_in_canonical_order(tmp_path: Path) -> No
 
 
 def test_total_size_cap_stops_collection(tmp_path: Path) -> None:
-    write(tmp_path, "a", b"a" * 700_000)
-    write(tmp_path, "b", b"b" * 700_000)
+    write(tmp_path, "a", b"\0" * 700_000)  # binary: text this large is over the artifact cap
+    write(tmp_path, "b", b"\0" * 700_000)
     got = collect_files(tmp_path, CollectCaps(max_total_mb=1))
     assert [f["path"] for f in got.files] == ["a"]
     assert got.truncated is True
 
 
-def test_content_cap_omits_large_text(tmp_path: Path) -> None:
-    write(tmp_path, "big.txt", b"line\n" * 1000)
+def test_text_over_the_artifact_cap_is_an_error_naming_it(tmp_path: Path) -> None:
+    write(tmp_path, "ok.txt", b"x" * 1024)  # exactly the cap: stored
+    write(tmp_path, "sub/big.txt", b"line\n" * 1000)
+    with pytest.raises(ArtifactTooLarge, match=r"'sub/big.txt' is 5000 bytes; a stored artifact may have at most 1024"):
+        collect_files(tmp_path, CollectCaps(max_content_kb=1))
+
+
+def test_binary_over_the_artifact_cap_is_listed_not_stored(tmp_path: Path) -> None:
+    write(tmp_path, "big.bin", b"\0" * 5000)
     (entry,) = collect_files(tmp_path, CollectCaps(max_content_kb=1)).files
-    assert entry["omitted"] == "too_large" and entry["size"] == 5000
+    assert entry["omitted"] == "binary" and entry["size"] == 5000
 
 
 def test_walk_entry_budget_bounds_collection(tmp_path: Path) -> None:
