@@ -40,6 +40,7 @@ ALERTED = ("failed", "canceled")
 # A sensor tick must end well inside Dagster's sensor timeout (60 s) even when a receiver hangs
 # every post until the timeout: no new post starts after this.
 DELIVERY_BUDGET_S = 30.0
+BATCH = 100  # posts per pass at most; the rest wait for the next tick
 
 
 def event_id(run_id: str, status: str, dagster_run_id: str | None) -> str:
@@ -80,7 +81,7 @@ class Attempt:
 
 
 def deliver_due(conn: psycopg.Connection, *, secret: str, timeout_s: float,
-                jitter: Callable[[], float] = random.random, limit: int = 100) -> list[Attempt]:
+                jitter: Callable[[], float] = random.random) -> list[Attempt]:
     """Post due alerts, each in a transaction holding its row: a 2xx marks it delivered, anything
     else schedules its next attempt (``webhook.backoff``). A crash mid-post rolls the row back to
     due, to be sent again: at least once, and the receiver deduplicates by event id."""
@@ -88,7 +89,7 @@ def deliver_due(conn: psycopg.Connection, *, secret: str, timeout_s: float,
     deadline = time.monotonic() + DELIVERY_BUDGET_S
     client: httpx.Client | None = None  # only when something is due: most ticks find nothing
     try:
-        while len(attempts) < limit and time.monotonic() < deadline:
+        while len(attempts) < BATCH and time.monotonic() < deadline:
             with conn.transaction():
                 due = outbox.claim_due(conn, clock.now())
                 if due is None:

@@ -22,10 +22,9 @@ class Due:
 
 
 def enqueue(conn: psycopg.Connection, *, event_id: str, run_id: str, urls: tuple[str, ...],
-            body: dict[str, Any], now: datetime) -> int:
-    """One row per URL, due now; an event already queued for a URL is left as it is. Returns the
-    rows inserted."""
-    cur = conn.execute(
+            body: dict[str, Any], now: datetime) -> None:
+    """One row per URL, due now; an event already queued for a URL is left as it is."""
+    conn.execute(
         """
         INSERT INTO app.alerts (event_id, url, run_id, body, created_at, next_attempt_at)
         SELECT %s, url, %s, %s, %s, %s FROM unnest(%s::text[]) AS url
@@ -33,7 +32,6 @@ def enqueue(conn: psycopg.Connection, *, event_id: str, run_id: str, urls: tuple
         """,
         (event_id, run_id, Jsonb(body), now, now, list(urls)),
     )
-    return cur.rowcount
 
 
 def claim_due(conn: psycopg.Connection, now: datetime) -> Due | None:
