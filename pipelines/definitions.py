@@ -11,6 +11,7 @@ from pipelines.jobs.soak import crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.resource import SandboxResource
+from pipelines.sensors.alert_sensor import alert_delivery
 from pipelines.sensors.outbox_sensor import intent_outbox
 from pipelines.sensors.reaper_sensor import run_reaper
 from pipelines.sensors.status_sensor import run_status_sync
@@ -20,7 +21,7 @@ settings = load()
 defs = Definitions(
     jobs=[intent_job, crashdemo, hello_job, crashdemo_soak],
     schedules=[crashdemo_soak_schedule],
-    sensors=[intent_outbox, run_reaper, run_status_sync],
+    sensors=[intent_outbox, run_reaper, run_status_sync, alert_delivery],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),
         # Replay (recorded fixtures) unless a run asks for record/live (the API allows those only

@@ -54,6 +54,12 @@ VARIABLES = (
     Variable("OC_API_KEY", "unset", "its key (a secret: Dagster reads it at launch through `EnvVar`)"),
     Variable("OC_TIMEOUT_S", "60", "seconds per provider attempt"),
     Variable("OC_MAX_RETRIES", "3", "provider retries after the first attempt"),
+    Variable("HARNESS_ALERT_URLS", "unset: alerts off",
+             "webhook URLs (`http(s)://`, comma-separated) that each get a signed JSON event when a run ends "
+             "`failed` with no retry left or `canceled` (`contracts/alert-event.schema.json`)"),
+    Variable("HARNESS_ALERT_SECRET", "unset",
+             "the HMAC-SHA256 key signing every alert (a secret; required with `HARNESS_ALERT_URLS`)"),
+    Variable("HARNESS_ALERT_TIMEOUT_S", "5", "seconds per alert delivery attempt"),
 )
 _DECLARED = frozenset(v.name for v in VARIABLES)
 
@@ -118,6 +124,15 @@ def _cron(name: str, default: str) -> str:
     return value
 
 
+def _urls(name: str) -> tuple[str, ...]:
+    """A comma-separated list of http(s) URLs, in the given order without repeats; empty when unset."""
+    values = tuple(dict.fromkeys(v.strip() for v in _env(name).split(",") if v.strip()))
+    for value in values:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+            raise ValueError(f"{name}: expected http(s):// URLs, got {value!r}")
+    return values
+
+
 def _database_url(name: str) -> str | None:
     value = _optional(name)
     if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
@@ -171,6 +186,9 @@ class Settings:
     oc_api_key: str | None = field(default=None, repr=False)
     oc_timeout_s: float = 60.0
     oc_max_retries: int = 3
+    alert_urls: tuple[str, ...] = ()  # empty: alerts off
+    alert_secret: str | None = field(default=None, repr=False)
+    alert_timeout_s: float = 5.0
 
     @property
     def embedded(self) -> bool:
@@ -206,6 +224,9 @@ def load() -> Settings:
     """Read and validate every variable; a bad value raises ValueError naming it."""
     api_port = _port("PORT", 3001)
     socket = _optional("HARNESS_POOL_SOCKET")
+    alert_urls, alert_secret = _urls("HARNESS_ALERT_URLS"), _optional("HARNESS_ALERT_SECRET")
+    if alert_urls and not alert_secret:  # an unsigned alert could not be told from a forged one
+        raise ValueError("HARNESS_ALERT_SECRET must be set when HARNESS_ALERT_URLS is")
     # The other ports follow PORT, so two stacks started with different PORTs never collide.
     return Settings(
         data_dir=Path(_env("HARNESS_DATA_DIR", str(REPO_ROOT / ".data"))).resolve(),
@@ -227,6 +248,9 @@ def load() -> Settings:
         oc_api_key=_optional("OC_API_KEY"),
         oc_timeout_s=_seconds("OC_TIMEOUT_S", 60.0),
         oc_max_retries=_int("OC_MAX_RETRIES", 3, 0, 20),
+        alert_urls=alert_urls,
+        alert_secret=alert_secret,
+        alert_timeout_s=_seconds("HARNESS_ALERT_TIMEOUT_S", 5.0),
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from pipelines.orchestration import dagster_runs
+from pipelines.orchestration import alerts, dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, DagsterRun
 from pipelines.store import repo
@@ -132,11 +132,15 @@ def status(run: repo.Run, group: list[DagsterRun]) -> str:
 
 def observe(conn: psycopg.Connection, run: repo.Run, group: list[DagsterRun]) -> str:
     """``status`` of the run, also stored on its row for finding runs by status (sql/0005) unless
-    a fresher observation is stored already. Returns the status."""
+    a fresher observation is stored already, with the failure alert it calls for (sql/0006).
+    Returns the status."""
     current = status(run, group)
-    repo.record_status(conn, run.run_id, repo.Observed(
+    seen = repo.Observed(
         status=current, attempts=len(group), last_dagster_run_id=group[-1].run_id if group else None,
-        version=max((r.updated_at for r in group), default=repo.NEVER), canceled=run.canceled_at is not None))
+        version=max((r.updated_at for r in group), default=repo.NEVER), canceled=run.canceled_at is not None)
+    with conn.transaction():  # an alert commits with the status that caused it, or neither does
+        if repo.record_status(conn, run.run_id, seen):
+            alerts.enqueue(conn, run, seen)
     return current
 
 

@@ -46,6 +46,8 @@ def test_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     ("OC_TIMEOUT_S", "soon", "not a number of seconds"),
     ("OC_MAX_RETRIES", "-1", "out of range"),
     ("DATABASE_URL", "mysql://db/x", "postgresql:// URL"),
+    ("HARNESS_ALERT_URLS", "ftp://hooks.example/x", "http(s):// URLs"),
+    ("HARNESS_ALERT_TIMEOUT_S", "0", "more than 0 seconds"),
 ])
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
     monkeypatch.setenv(name, value)
@@ -62,8 +64,21 @@ def test_the_readme_settings_table_is_the_declaration() -> None:
 def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_TOKEN", "tok-secret")
     monkeypatch.setenv("OC_API_KEY", "sk-secret")
+    monkeypatch.setenv("HARNESS_ALERT_URLS", "https://hooks.example/a")
+    monkeypatch.setenv("HARNESS_ALERT_SECRET", "hmac-secret")
     text = repr(load())
-    assert "tok-secret" not in text and "sk-secret" not in text
+    assert "tok-secret" not in text and "sk-secret" not in text and "hmac-secret" not in text
+
+
+def test_alerts_are_off_by_default_and_need_a_secret_when_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_ALERT_URLS", raising=False)
+    monkeypatch.delenv("HARNESS_ALERT_SECRET", raising=False)
+    assert load().alert_urls == ()
+    monkeypatch.setenv("HARNESS_ALERT_URLS", " https://a.example/h, http://127.0.0.1:9/h ,https://a.example/h")
+    with pytest.raises(ValueError, match="HARNESS_ALERT_SECRET"):
+        load()
+    monkeypatch.setenv("HARNESS_ALERT_SECRET", "k")
+    assert load().alert_urls == ("https://a.example/h", "http://127.0.0.1:9/h")
 
 
 def _environ_reads(source: str) -> list[int]:
