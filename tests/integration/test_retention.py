@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -45,7 +45,7 @@ def runs_conn(test_databases: TestDatabases) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def _before() -> object:
+def _before() -> datetime:
     return clock.now() - timedelta(days=30)
 
 
