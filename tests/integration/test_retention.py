@@ -61,11 +61,13 @@ def _app_run(conn: psycopg.Connection, intent_id: str | None = None, ago: timede
     return run_id
 
 
-def _dagster_run(instance: DagsterInstance, runs_conn: psycopg.Connection, app_run_id: str, status: DagsterRunStatus,
-                 tags: dict[str, str] | None = None, ago: timedelta = OLD, job: str = JOB) -> str:
-    """A run of the app run's group with one event in its log, last changed ``ago``."""
+def _dagster_run(instance: DagsterInstance, runs_conn: psycopg.Connection, app_run_id: str | None,
+                 status: DagsterRunStatus, tags: dict[str, str] | None = None, ago: timedelta = OLD, job: str = JOB) -> str:
+    """A run of the app run's group (None: of no app run, as a soak run) with one event in its
+    log, last changed ``ago``."""
     run_id = str(uuid.uuid4())
-    instance.add_run(DagsterRun(job_name=job, run_id=run_id, status=status, tags={APP_RUN_TAG: app_run_id, **(tags or {})}))
+    app_tag = {APP_RUN_TAG: app_run_id} if app_run_id else {}
+    instance.add_run(DagsterRun(job_name=job, run_id=run_id, status=status, tags={**app_tag, **(tags or {})}))
     instance.report_engine_event("written for the retention test", instance.get_run_by_id(run_id))
     runs_conn.execute("UPDATE runs SET update_timestamp = update_timestamp - %s, create_timestamp = create_timestamp - %s "
                       "WHERE run_id = %s", (ago, ago, run_id))
@@ -208,8 +210,8 @@ def _proof_rows(app_conn: psycopg.Connection, wf_id: str) -> int:
 
 def test_soak_rows_are_pruned_only_by_their_own_prune(app_conn: psycopg.Connection, runs_conn: psycopg.Connection,
                                                       instance: DagsterInstance) -> None:
-    ended = _dagster_run(instance, runs_conn, "-", S.SUCCESS, job=SOAK_JOB)
-    going = _dagster_run(instance, runs_conn, "-", S.STARTED, job=SOAK_JOB)
+    ended = _dagster_run(instance, runs_conn, None, S.SUCCESS, job=SOAK_JOB)
+    going = _dagster_run(instance, runs_conn, None, S.STARTED, job=SOAK_JOB)
     old = retention_sql.soak_wf_prefix(ended) + "0-aaaaaa"
     of_a_soak_still_going = retention_sql.soak_wf_prefix(going) + "0-bbbbbb"
     recent = retention_sql.soak_wf_prefix(going) + "1-cccccc"
