@@ -7,6 +7,7 @@ from dagster import Definitions, EnvVar
 from pipelines.jobs.crashdemo import crashdemo
 from pipelines.jobs.hello import hello_job
 from pipelines.jobs.intent import intent_job
+from pipelines.jobs.prune import prune, prune_schedules
 from pipelines.jobs.soak import crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
@@ -19,8 +20,8 @@ from pipelines.settings import load
 
 settings = load()
 defs = Definitions(
-    jobs=[intent_job, crashdemo, hello_job, crashdemo_soak],
-    schedules=[crashdemo_soak_schedule],
+    jobs=[intent_job, crashdemo, hello_job, crashdemo_soak, prune],
+    schedules=[crashdemo_soak_schedule, *prune_schedules(settings)],
     sensors=[intent_outbox, run_reaper, run_status_sync, alert_delivery],
     resources={
         "app_db": AppDatabase(url=EnvVar("APP_DATABASE_URL")),

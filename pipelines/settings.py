@@ -11,8 +11,10 @@ with it set, that server is used and nothing is started.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -45,6 +47,14 @@ VARIABLES = (
     Variable("HARNESS_POOL_SOCKET", "`<data dir>/run/pool.sock`", "the warm pool's unix socket"),
     Variable("HARNESS_POOL_MAX_RUNNING", "4", "runs the warm pool executes at once"),
     Variable("HARNESS_SOAK_CRON", "`17 * * * *`", "when the scheduled durability soak runs (cron, 5 fields)"),
+    Variable("HARNESS_PRUNE_OLDER_THAN", "unset: off",
+             "when set (`30d`, `12h`, `90m`), the `prune` job deletes finished runs older than that on "
+             "`HARNESS_PRUNE_CRON` (as `mise run runs:prune -- --apply`)"),
+    Variable("HARNESS_PRUNE_CRON", "`23 3 * * *`", "when that prune runs (cron, 5 fields)"),
+    Variable("HARNESS_SOAK_PRUNE_OLDER_THAN", "unset: off",
+             "when set, the `prune` job deletes the soak's proof rows and runs older than that on "
+             "`HARNESS_SOAK_PRUNE_CRON` (as `mise run runs:prune -- --soak --apply`)"),
+    Variable("HARNESS_SOAK_PRUNE_CRON", "`53 3 * * *`", "when the soak prune runs (cron, 5 fields)"),
     Variable("API_TOKEN", "unset", "when set, every write route needs `Authorization: Bearer <token>`"),
     Variable("HARNESS_OC_MODES", "`replay`",
              "OC modes a run request may choose, comma-separated (`replay`, `record`, `live`); any other "
@@ -133,6 +143,30 @@ def _urls(name: str) -> tuple[str, ...]:
     return values
 
 
+_AGE = re.compile(r"([0-9]+)([dhm])")
+_AGE_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h`` or ``90m`` (a whole number and one unit, more than zero)."""
+    match = _AGE.fullmatch(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"{text!r} is not an age: expected a whole number of days, hours or minutes, "
+                         "e.g. 30d, 12h or 90m")
+    return int(match[1]) * _AGE_UNITS[match[2]]
+
+
+def _age(name: str) -> str | None:
+    """An optional age, validated here and kept as written (job config and logs show it so)."""
+    value = _optional(name)
+    if value is not None:
+        try:
+            parse_age(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return value
+
+
 def _database_url(name: str) -> str | None:
     value = _optional(name)
     if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
@@ -178,6 +212,11 @@ class Settings:
     pool_socket_override: Path | None = None
     pool_max_running: int = 4
     soak_cron: str = "17 * * * *"
+    # Retention (pipelines.orchestration.retention): off unless an age is set.
+    prune_older_than: str | None = None
+    prune_cron: str = "23 3 * * *"
+    soak_prune_older_than: str | None = None
+    soak_prune_cron: str = "53 3 * * *"
     # OC modes a run request may choose: record (writes fixtures, calls the provider) and live
     # (calls the provider) are the operator's to enable; replay only by default.
     oc_modes: tuple[str, ...] = ("replay",)
@@ -242,6 +281,10 @@ def load() -> Settings:
         pool_socket_override=Path(socket) if socket else None,
         pool_max_running=_int("HARNESS_POOL_MAX_RUNNING", 4, 1, 256),
         soak_cron=_cron("HARNESS_SOAK_CRON", "17 * * * *"),
+        prune_older_than=_age("HARNESS_PRUNE_OLDER_THAN"),
+        prune_cron=_cron("HARNESS_PRUNE_CRON", "23 3 * * *"),
+        soak_prune_older_than=_age("HARNESS_SOAK_PRUNE_OLDER_THAN"),
+        soak_prune_cron=_cron("HARNESS_SOAK_PRUNE_CRON", "53 3 * * *"),
         oc_modes=_choices("HARNESS_OC_MODES", OC_MODES, default=("replay",)),
         oc_base_url=_optional("OC_BASE_URL"),
         oc_model=_optional("OC_MODEL"),

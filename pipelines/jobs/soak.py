@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 
 from pipelines.resources.app_db import AppDatabase
 from pipelines.settings import REPO_ROOT, load
+from pipelines.store.retention import soak_wf_prefix
 
 SOAK_KEY = ["durability", "crashdemo_soak"]
 POINTS = ("s2_before_commit", "s2_after_commit")
@@ -53,7 +54,8 @@ def prove_batch(context: OpExecutionContext, config: SoakConfig, app_db: AppData
     held = 0
     for i in range(config.proofs):
         point = POINTS[i % len(POINTS)]
-        wf_id = f"soak-{context.run_id[:8]}-{i}-{secrets.token_hex(3)}"
+        # The prefix keeps soak proofs apart from every other row (pruned on their own schedule).
+        wf_id = f"{soak_wf_prefix(context.run_id)}{i}-{secrets.token_hex(3)}"
         crashed = _child(wf_id, point, app_db.url, config.child_timeout_s)
         t0 = time.monotonic()
         recovered = _child(wf_id, "none", app_db.url, config.child_timeout_s)

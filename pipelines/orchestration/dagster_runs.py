@@ -17,6 +17,8 @@ PARENT_RUN_TAG = "dagster/parent_run_id"
 RUN_TAGS_SQL = "(run_body::jsonb -> 'tags')"
 ONE_ROOT_INDEX = "harness_one_root_run_per_app_run"
 RELAUNCHED_TAG = "harness/relaunched_as"
+# A run in one of these statuses is over (CANCELING is not: its worker may still be running).
+ENDED = ("SUCCESS", "FAILURE", "CANCELED")
 # The retry daemon's engine event when it cannot launch a retry (matched in the serialized event).
 RETRY_LAUNCH_FAILED_LIKE = '%"Failed to retry run"%'
 
@@ -41,6 +43,10 @@ class DagsterRun:
     @property
     def retry_pending(self) -> bool:
         return self.status == "FAILURE" and (self.will_retry is not False or self.retry_launch_failed)
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
 
     @property
     def settled(self) -> bool:
@@ -134,3 +140,30 @@ def app_runs_changed(conn: psycopg.Connection, since: datetime, limit: int) -> l
         (APP_RUN_TAG, since, limit),
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+def app_runs_unchanged_since(conn: psycopg.Connection, job_name: str, since: datetime) -> list[str]:
+    """The app run ids of ``job_name``'s runs whose whole group last changed before ``since``
+    (naive UTC), whether or not their app row still exists."""
+    rows = conn.execute(
+        """
+        SELECT t.value FROM runs r
+        JOIN run_tags t ON t.run_id = r.run_id AND t.key = %s
+        WHERE r.pipeline_name = %s
+        GROUP BY t.value HAVING max(r.update_timestamp) < %s ORDER BY t.value
+        """,
+        (APP_RUN_TAG, job_name, since),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def job_runs(conn: psycopg.Connection, job_name: str) -> list[tuple[str, str, datetime]]:
+    """(run id, status, update_timestamp as naive UTC) of every run of ``job_name``, oldest first."""
+    rows = conn.execute("SELECT run_id, status, update_timestamp FROM runs WHERE pipeline_name = %s ORDER BY id",
+                        (job_name,)).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def stored(conn: psycopg.Connection, run_ids: list[str]) -> set[str]:
+    """Those of ``run_ids`` that are in Dagster's run storage."""
+    return {r[0] for r in conn.execute("SELECT run_id FROM runs WHERE run_id = ANY(%s)", (run_ids,)).fetchall()}

@@ -1,5 +1,5 @@
 """Step checkpoints in ``app.run_steps``: the exactly-once mechanism every op uses, and the only
-code that touches that table.
+code that writes that table.
 
 A step's effects and the row that marks it succeeded commit in one transaction, keyed by the
 app-level run id (shared by every Dagster run of a run group). A retry or re-execution finds the
@@ -147,3 +147,10 @@ def output(conn: psycopg.Connection, run_id: str, step: str) -> dict[str, Any] |
 def step_status(conn: psycopg.Connection, run_id: str, step: str) -> str | None:
     row = conn.execute("SELECT status FROM app.run_steps WHERE run_id = %s AND step = %s", (run_id, step)).fetchone()
     return row[0] if row else None
+
+
+def forget(conn: psycopg.Connection, run_ids: list[str]) -> None:
+    """Delete every step of these runs with the artifacts committed with them (retention: only
+    for runs that can never execute again)."""
+    conn.execute("DELETE FROM app.artifacts WHERE run_id = ANY(%s)", (run_ids,))
+    conn.execute("DELETE FROM app.run_steps WHERE run_id = ANY(%s)", (run_ids,))

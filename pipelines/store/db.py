@@ -65,3 +65,11 @@ def create_dagster_storage(url: str) -> None:
 
     with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": sqlalchemy_psycopg2(url)}}}):
         pass
+
+
+def ensure_dagster_storage(url: str) -> None:
+    """``create_dagster_storage`` unless its run table is there (it is once a stack has started)."""
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass('runs')").fetchone()
+    if row is None or row[0] is None:
+        create_dagster_storage(url)

@@ -1,9 +1,11 @@
+from dagster import build_schedule_context
+
 from pipelines.definitions import defs
 
 
 def test_every_job_loads() -> None:
     names = sorted(job.name for job in defs.resolve_all_job_defs())
-    assert {"intent_job", "crashdemo", "crashdemo_soak", "hello_job"} <= set(names)
+    assert {"intent_job", "crashdemo", "crashdemo_soak", "hello_job", "prune"} <= set(names)
     for name in names:
         assert defs.resolve_job_def(name)
 
@@ -33,3 +35,20 @@ def test_oc_records_under_the_data_dir_not_into_the_package() -> None:
     recordings = Path(defs.resources["oc"].recordings_dir)  # type: ignore[index]  # Mapping | None
     assert recordings.name == "oc-fixtures"
     assert not recordings.is_relative_to(REPO_ROOT / "pipelines")
+
+
+def test_prune_schedules_exist_only_for_a_configured_age() -> None:
+    from dataclasses import replace
+
+    from pipelines.jobs.prune import prune_schedules
+    from pipelines.settings import load
+
+    settings = replace(load(), prune_older_than=None, soak_prune_older_than=None)
+    assert prune_schedules(settings) == []
+    schedules = prune_schedules(replace(settings, prune_older_than="30d", soak_prune_older_than="7d",
+                                        prune_cron="1 2 * * *", soak_prune_cron="3 4 * * *"))
+    assert [(s.name, s.cron_schedule, s.default_status.value) for s in schedules] == [
+        ("prune_runs_schedule", "1 2 * * *", "RUNNING"), ("prune_soak_schedule", "3 4 * * *", "RUNNING")]
+    configs = [s.evaluate_tick(build_schedule_context()).run_requests[0].run_config for s in schedules]  # type: ignore[index]
+    assert configs == [{"ops": {"prune_old": {"config": {"older_than": "30d", "soak": False}}}},
+                       {"ops": {"prune_old": {"config": {"older_than": "7d", "soak": True}}}}]

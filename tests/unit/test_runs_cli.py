@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.runs import age, render, table
+from scripts.runs import age, main, render, table
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -40,3 +40,10 @@ def test_age(seconds: int, shown: str) -> None:
 
 def test_table_aligns_columns() -> None:
     assert table([["A", "BB"], ["ccc", "d"]]) == "A    BB\nccc  d"
+
+
+def test_prune_refuses_an_age_it_cannot_read(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["prune", "--older-than", "30 days"])
+    assert exited.value.code == 2
+    assert "argument --older-than: '30 days' is not an age: expected a whole number of days" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pipelines.settings import (
     database_name,
     load,
     markdown_table,
+    parse_age,
     sqlalchemy_psycopg2,
     with_database,
 )
@@ -48,6 +49,8 @@ def test_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     ("DATABASE_URL", "mysql://db/x", "postgresql:// URL"),
     ("HARNESS_ALERT_URLS", "ftp://hooks.example/x", "http(s):// URLs"),
     ("HARNESS_ALERT_TIMEOUT_S", "0", "more than 0 seconds"),
+    ("HARNESS_PRUNE_OLDER_THAN", "30 days", "e.g. 30d, 12h or 90m"),
+    ("HARNESS_SOAK_PRUNE_CRON", "daily", "cron schedule of 5 fields"),
 ])
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
     monkeypatch.setenv(name, value)
@@ -121,3 +124,22 @@ def test_bad_oc_modes_name_the_variable(monkeypatch: pytest.MonkeyPatch, bad: st
 def test_oc_recordings_live_under_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
     assert load().oc_recordings_dir == tmp_path / "oc-fixtures"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("12h", 12 * 3600), ("90m", 90 * 60), (" 1d ", 86400)])
+def test_ages(text: str, seconds: int) -> None:
+    assert parse_age(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "30", "d", "0d", "-1d", "1.5h", "30s", "2w", "1d12h", "30D"])
+def test_a_bad_age_says_what_an_age_looks_like(bad: str) -> None:
+    with pytest.raises(ValueError, match="expected a whole number of days, hours or minutes, e.g. 30d, 12h or 90m"):
+        parse_age(bad)
+
+
+def test_retention_is_off_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HARNESS_PRUNE_OLDER_THAN", "HARNESS_SOAK_PRUNE_OLDER_THAN"):
+        monkeypatch.delenv(var, raising=False)
+    assert (load().prune_older_than, load().soak_prune_older_than) == (None, None)
+    monkeypatch.setenv("HARNESS_PRUNE_OLDER_THAN", "30d")
+    assert load().prune_older_than == "30d"
