@@ -130,8 +130,12 @@ def status(run: repo.Run, group: list[DagsterRun]) -> str:
     last = group[-1]
     if last.status == "SUCCESS":
         return "succeeded"
-    if last.status in ("CANCELED", "CANCELING"):
+    if last.status == "CANCELED":
         return "canceled"
+    if last.status == "CANCELING":
+        # Final only when the app asked for it: run monitoring also cancels a run over its
+        # maxRunSeconds on the way to failing it (bounds), and that run is not canceled.
+        return "canceled" if run.canceled_at else "running"
     if last.status == "FAILURE":
         if last.retry_pending:
             return "retrying"
