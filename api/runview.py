@@ -15,6 +15,8 @@ from pipelines.jobs.intent import STEPS
 from pipelines.orchestration import dagster_runs, lifecycle
 from pipelines.store import checkpoint, repo
 
+MAX_RUNTIME_MESSAGE = "Exceeded maximum runtime of "
+
 
 def _steps(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
@@ -27,6 +29,20 @@ def _steps(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             step["error"] = {"kind": row["error_kind"] or "error", "message": row["error"] or ""}
         out.append(step)
     return out
+
+
+def _failure(dagster_conn: psycopg.Connection, status: str, steps: list[dict[str, Any]],
+             group: list[dagster_runs.DagsterRun]) -> dict[str, Any] | None:
+    """The run-level reason of a failed run no step explains: a run stopped from outside its steps
+    (run monitoring at its maxRunSeconds, a dead worker) leaves its step rows running."""
+    if status != "failed" or not group or any(s["status"] == "failed" for s in steps):
+        return None
+    message = dagster_runs.failure_message(dagster_conn, group[-1].run_id)
+    if message is None:
+        return None
+    # Dagster's run monitoring words it so (dagster/_daemon/monitoring/run_monitoring.py, pinned).
+    kind = "max_runtime" if message.startswith(MAX_RUNTIME_MESSAGE) else "run_failed"
+    return {"kind": kind, "message": message[:checkpoint.MAX_ERROR_CHARS]}
 
 
 def _oc(rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -54,13 +70,16 @@ def build(app_conn: psycopg.Connection, dagster_conn: psycopg.Connection, run: r
           dagster_ui_url: str, sandbox_status: dict[str, Any]) -> dict[str, Any]:
     group = dagster_runs.run_group(dagster_conn, run.run_id)
     rows = checkpoint.steps(app_conn, run.run_id)
+    status = lifecycle.observe(app_conn, run, group)
+    steps = _steps(rows)
     view = {
         "runId": run.run_id,
         "intentId": run.intent_id,
-        "status": lifecycle.observe(app_conn, run, group),
+        "status": status,
         "traceId": run.trace_id,
         "createdAt": run.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "steps": _steps(rows),
+        "steps": steps,
+        **({"failure": failure} if (failure := _failure(dagster_conn, status, steps, group)) else {}),
         "oc": _oc(rows),
         "sandbox": _sandbox(rows, sandbox_status),
         "artifacts": repo.artifacts(app_conn, run.run_id),

@@ -6,6 +6,7 @@ dagster-postgres 0.29 (pinned); tests/integration checks these columns exist.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -167,3 +168,37 @@ def job_runs(conn: psycopg.Connection, job_name: str) -> list[tuple[str, str, da
 def stored(conn: psycopg.Connection, run_ids: list[str]) -> set[str]:
     """Those of ``run_ids`` that are in Dagster's run storage."""
     return {r[0] for r in conn.execute("SELECT run_id FROM runs WHERE run_id = ANY(%s)", (run_ids,)).fetchall()}
+
+
+def active_app_runs(conn: psycopg.Connection, tag: str, value: str, *, besides: str) -> int:
+    """How many app runs other than ``besides`` have a Dagster run tagged ``tag`` = ``value`` that
+    holds a slot: not finished yet, or failed with its retry still to come (the retry daemon
+    launches it without asking anyone, so the slot stays taken until it has). Only an explicit
+    ``will_retry=true`` holds one: a failure whose tag was never written must not hold it forever."""
+    row = conn.execute(
+        """
+        SELECT count(DISTINCT a.value) FROM run_tags k
+        JOIN runs r ON r.run_id = k.run_id
+        JOIN run_tags a ON a.run_id = r.run_id AND a.key = %s AND a.value <> %s
+        WHERE k.key = %s AND k.value = %s
+          AND (r.status IN ('NOT_STARTED', 'QUEUED', 'STARTING', 'STARTED', 'CANCELING')
+               OR (r.status = 'FAILURE'
+                   AND EXISTS (SELECT 1 FROM run_tags w WHERE w.run_id = r.run_id
+                               AND w.key = 'dagster/will_retry' AND w.value = 'true')
+                   AND NOT EXISTS (SELECT 1 FROM run_tags c WHERE c.key = %s AND c.value = r.run_id)))
+        """,
+        (APP_RUN_TAG, besides, tag, value, PARENT_RUN_TAG),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def failure_message(conn: psycopg.Connection, dagster_run_id: str) -> str | None:
+    """The message of the run's last failure event (who failed it and why: run monitoring's
+    "Exceeded maximum runtime of N seconds.", a dead worker, a start timeout, ...)."""
+    row = conn.execute(
+        "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE' "
+        "ORDER BY id DESC LIMIT 1", (dagster_run_id,)).fetchone()
+    if row is None:
+        return None
+    entry = json.loads(row[0])
+    return str((entry.get("dagster_event") or {}).get("message") or entry.get("user_message") or "")

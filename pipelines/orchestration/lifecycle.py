@@ -17,13 +17,14 @@ Dagster's run table.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from pipelines.orchestration import alerts, dagster_runs
+from pipelines.orchestration import alerts, bounds, dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, DagsterRun
 from pipelines.store import repo
@@ -52,7 +53,7 @@ class Conflict(Exception):
 
 
 def launch_tags(run: repo.Run) -> dict[str, str]:
-    tags = {APP_RUN_TAG: run.run_id}
+    tags = {APP_RUN_TAG: run.run_id, **bounds.tags(bounds.of(run.constraints))}
     if run.trace_id:
         tags[TRACE_TAG] = run.trace_id
     return tags
@@ -78,7 +79,8 @@ def create_root(dagster_conn: psycopg.Connection, client: DagsterClient, target:
 
 def launch(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: DagsterClient, target: JobTarget,
            run_id: str, *, skip_locked: bool = False) -> str | None:
-    """Launch the app run's root Dagster run unless it exists or the run was canceled.
+    """Launch the app run's root Dagster run unless it exists, the run was canceled or its
+    concurrency key has no free slot (then the reconciler launches it later: bounds).
 
     The app row is locked meanwhile, so the API and the reconciler do not both ask Dagster (with
     ``skip_locked`` the reconciler passes over a row the API holds). Returns the root's Dagster
@@ -86,6 +88,8 @@ def launch(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: D
     with conn.transaction():
         run = repo.get_run(conn, run_id, for_update=True, skip_locked=skip_locked)
         if run is None or run.canceled_at:
+            return None
+        if dagster_runs.root_run(dagster_conn, run_id) is None and not bounds.may_launch(conn, dagster_conn, run):
             return None
         dagster_run_id = create_root(dagster_conn, client, target, run_id, launch_tags(run))
         if dagster_run_id is not None:
@@ -98,8 +102,12 @@ def reconcile(conn: psycopg.Connection, dagster_conn: psycopg.Connection, *,
     """The committed runs older than ``older_than_s`` that still need their root Dagster run (the
     API crashed between commit and launch, or Dagster was down); runs found launched meanwhile
     are recorded as such. The caller launches what is returned; a root created meanwhile by
-    anyone else makes that launch fail at the run storage's one-root index."""
+    anyone else makes that launch fail at the run storage's one-root index.
+
+    A run whose concurrency key has no free slot stays unlaunched (bounds), and so does every
+    younger run of that key: runs are looked at oldest first, and each one returned takes a slot."""
     pending = []
+    chosen: Counter[str] = Counter()
     for run_id in repo.unlaunched_run_ids(conn, older_than_s=older_than_s):
         with conn.transaction():
             run = repo.get_run(conn, run_id, for_update=True, skip_locked=True)  # the API may hold it
@@ -107,7 +115,10 @@ def reconcile(conn: psycopg.Connection, dagster_conn: psycopg.Connection, *,
                 continue
             if dagster_runs.root_run(dagster_conn, run_id) is not None:
                 repo.mark_launched(conn, run_id)
-            else:
+                continue
+            key = bounds.of(run.constraints).concurrency_key
+            if key is None or bounds.may_launch(conn, dagster_conn, run, chosen=chosen[key], wait=False):
+                chosen[key or ""] += 1
                 pending.append(run)
     return pending
 
@@ -119,8 +130,12 @@ def status(run: repo.Run, group: list[DagsterRun]) -> str:
     last = group[-1]
     if last.status == "SUCCESS":
         return "succeeded"
-    if last.status in ("CANCELED", "CANCELING"):
+    if last.status == "CANCELED":
         return "canceled"
+    if last.status == "CANCELING":
+        # Final only when the app asked for it: run monitoring also cancels a run over its
+        # maxRunSeconds on the way to failing it (bounds), and that run is not canceled.
+        return "canceled" if run.canceled_at else "running"
     if last.status == "FAILURE":
         if last.retry_pending:
             return "retrying"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ class Run:
     launched_at: datetime | None
     canceled_at: datetime | None
     created_at: datetime
+    # The intent's constraints as accepted (the run's bounds come from them: orchestration/bounds).
+    constraints: dict[str, Any] = field(default_factory=dict)
 
 
 class IdempotencyConflict(Exception):
@@ -109,13 +111,27 @@ def create_run(conn: psycopg.Connection, *, run_id: str, intent_id: str, trace_i
 def get_run(conn: psycopg.Connection, run_id: str, *, for_update: bool = False,
             skip_locked: bool = False) -> Run | None:
     """The run; ``for_update`` locks its row (``skip_locked``: None when another session holds it)."""
-    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE" if for_update else ""
+    lock = " FOR UPDATE OF r SKIP LOCKED" if skip_locked else " FOR UPDATE OF r" if for_update else ""
     row = conn.execute(
-        "SELECT run_id, intent_id, trace_id, options, launched_at, canceled_at, created_at FROM app.runs "
-        "WHERE run_id = %s" + lock,
+        "SELECT r.run_id, r.intent_id, r.trace_id, r.options, r.launched_at, r.canceled_at, r.created_at, "
+        "i.constraints FROM app.runs r JOIN app.intents i USING (intent_id) WHERE r.run_id = %s" + lock,
         (run_id,),
     ).fetchone()
     return Run(*row) if row else None
+
+
+def waiting_ahead(conn: psycopg.Connection, run: Run, concurrency_key: str) -> int:
+    """How many runs of ``concurrency_key`` were created before ``run`` and are still waiting for
+    their launch (not launched, not canceled): the runs ahead of it in the key's line."""
+    row = conn.execute(
+        """
+        SELECT count(*) FROM app.runs r JOIN app.intents i USING (intent_id)
+        WHERE r.launched_at IS NULL AND r.canceled_at IS NULL AND (r.created_at, r.run_id) < (%s, %s)
+          AND i.constraints -> 'concurrency' ->> 'key' = %s
+        """,
+        (run.created_at, run.run_id, concurrency_key),
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def mark_launched(conn: psycopg.Connection, run_id: str) -> None:
@@ -167,17 +183,28 @@ def unsettled_run_ids(conn: psycopg.Connection, limit: int) -> list[str]:
 
 
 def unlaunched_run_ids(conn: psycopg.Connection, *, older_than_s: float, limit: int = 50) -> list[str]:
-    """Runs committed more than ``older_than_s`` ago whose launch was never recorded, oldest first."""
+    """Runs committed more than ``older_than_s`` ago whose launch was never recorded, oldest first.
+
+    Of a concurrency key's line only its first ``limit`` runs: no more of them can start at once,
+    and a long line behind one key must not push the runs of other keys out of the page."""
     rows = conn.execute(
         """
-        SELECT run_id FROM app.runs
-        WHERE launched_at IS NULL AND canceled_at IS NULL AND created_at < %s - make_interval(secs => %s)
+        SELECT run_id FROM (
+            SELECT r.run_id, r.created_at, c.key, c.size,
+                   row_number() OVER (PARTITION BY c.key ORDER BY r.created_at, r.run_id) AS place
+            FROM app.runs r JOIN app.intents i USING (intent_id),
+                 LATERAL (SELECT CASE WHEN jsonb_typeof(i.constraints #> '{concurrency,limit}') = 'number'
+                                      THEN i.constraints #>> '{concurrency,key}' END AS key,
+                                 CASE WHEN jsonb_typeof(i.constraints #> '{concurrency,limit}') = 'number'
+                                      THEN (i.constraints #>> '{concurrency,limit}')::numeric END AS size) c
+            WHERE r.launched_at IS NULL AND r.canceled_at IS NULL AND r.created_at < %s - make_interval(secs => %s)
+        ) waiting
+        WHERE key IS NULL OR place <= greatest(size, 1)
         ORDER BY created_at LIMIT %s
         """,
         (clock.now(), older_than_s, limit),
     ).fetchall()
     return [r[0] for r in rows]
-
 
 def artifacts(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT name, size, sha256 FROM app.artifacts WHERE run_id = %s ORDER BY name",
