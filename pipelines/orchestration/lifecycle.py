@@ -130,12 +130,14 @@ def status(run: repo.Run, group: list[DagsterRun]) -> str:
     last = group[-1]
     if last.status == "SUCCESS":
         return "succeeded"
-    if last.status == "CANCELED":
-        return "canceled"
-    if last.status == "CANCELING":
-        # Final only when the app asked for it: run monitoring also cancels a run over its
-        # maxRunSeconds on the way to failing it (bounds), and that run is not canceled.
-        return "canceled" if run.canceled_at else "running"
+    if last.status in ("CANCELED", "CANCELING"):
+        # `canceled` only when the app asked for it. Dagster also cancels on its own: run
+        # monitoring terminates a run over its maxRunSeconds (bounds) and then reports it failed,
+        # and the worker's own RUN_CANCELED can land after that failure (a race inside Dagster),
+        # leaving the run CANCELED, which is never retried. That run failed.
+        if run.canceled_at:
+            return "canceled"
+        return "running" if last.status == "CANCELING" else "failed"
     if last.status == "FAILURE":
         if last.retry_pending:
             return "retrying"

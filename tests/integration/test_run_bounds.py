@@ -97,12 +97,16 @@ def test_a_run_over_its_max_run_seconds_ends_failed_with_the_reason(api: httpx.C
     intent = _sleeping_intent(running_stack, 120, {"maxRunSeconds": 2})
     (run_id,) = _submit(api, intent, 1)
     # Each attempt is stopped at its limit (plus up to one monitoring poll, 5 s) and retried
-    # from failure like any failure, up to max_retries 3: four attempts in all.
+    # from failure like any failure, up to max_retries 3: four attempts at most.
     view = _wait_final(api, run_id, 240)
     assert view["status"] == "failed", view
     assert view["failure"]["kind"] == "max_runtime", view
     assert view["failure"]["message"] == "Exceeded maximum runtime of 2 seconds.", view
-    assert [r["status"] for r in view["dagsterRuns"]] == ["FAILURE"] * 4, view
+    # Each attempt ends FAILURE, and is retried, unless the worker's RUN_CANCELED lands after
+    # monitoring's failure (a race inside Dagster): that attempt ends CANCELED and is the last.
+    statuses = [r["status"] for r in view["dagsterRuns"]]
+    assert 1 <= len(statuses) <= 4 and set(statuses[:-1]) <= {"FAILURE"}, view
+    assert statuses[-1] in ("FAILURE", "CANCELED") and (len(statuses) == 4 or statuses[-1] == "CANCELED"), view
     assert {s["name"]: s["status"] for s in view["steps"]}["persist"] == "pending", view
 
 

@@ -42,3 +42,9 @@ def test_a_canceling_run_is_canceled_only_when_the_app_asked() -> None:
     assert lifecycle.status(_run(canceled=True), [_dagster("CANCELING")]) == "canceled"
     # Run monitoring cancels a run over its maxRunSeconds on the way to failing it.
     assert lifecycle.status(_run(canceled=False), [_dagster("CANCELING")]) == "running"
+
+
+def test_a_run_dagster_canceled_on_its_own_failed() -> None:
+    """Run monitoring's max-runtime cancel can end CANCELED (the worker's event landing last)."""
+    assert lifecycle.status(_run(canceled=True), [_dagster("CANCELED")]) == "canceled"
+    assert lifecycle.status(_run(canceled=False), [_dagster("CANCELED")]) == "failed"
