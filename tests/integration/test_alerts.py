@@ -11,22 +11,19 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context, instance_for_test
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 
 import contracts
 from pipelines import clock
 from pipelines.orchestration import alerts, status_sync, webhook
 from pipelines.sensors.alert_sensor import alert_delivery
-from pipelines.settings import sqlalchemy_psycopg2
 from pipelines.store import repo
-from tests.conftest import TestDatabases
 
 SECRET = "s3cret-for-tests"
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -95,20 +92,6 @@ def now(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-@pytest.fixture
-def instance(test_databases: TestDatabases) -> Iterator[DagsterInstance]:
-    url = sqlalchemy_psycopg2(test_databases.dagster_url)
-    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as inst:
-        inst.wipe()
-        yield inst
-
-
-@pytest.fixture
-def dagster_conn(test_databases: TestDatabases) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:
-        yield conn
-
-
 def _alerts_to(monkeypatch: pytest.MonkeyPatch, *receivers: Receiver) -> None:
     monkeypatch.setenv("HARNESS_ALERT_URLS", ",".join(r.url for r in receivers))
     monkeypatch.setenv("HARNESS_ALERT_SECRET", SECRET)
@@ -136,8 +119,8 @@ def _dagster_run(instance: DagsterInstance, app_run_id: str, status: str, *, wil
     return run_id
 
 
-def _sync(app_conn: psycopg.Connection, dagster_conn: psycopg.Connection) -> None:
-    status_sync.sync(app_conn, dagster_conn, status_sync.Cursor())
+def _sync(app_conn: psycopg.Connection, runs_conn: psycopg.Connection) -> None:
+    status_sync.sync(app_conn, runs_conn, status_sync.Cursor())
 
 
 def _deliver(app_db_url: str) -> list[alerts.Attempt]:
@@ -153,15 +136,15 @@ def _rows(app_conn: psycopg.Connection) -> list[tuple[Any, ...]]:
 
 
 def test_a_run_failed_for_good_is_alerted_once_through_failures_and_restarts(
-        app_conn: psycopg.Connection, app_db_url: str, dagster_conn: psycopg.Connection, instance: DagsterInstance,
+        app_conn: psycopg.Connection, app_db_url: str, runs_conn: psycopg.Connection, instance: DagsterInstance,
         now: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     with Receiver(fail_first=2) as receiver:
         _alerts_to(monkeypatch, receiver)
         run_id = _app_run(app_conn)
         first = _dagster_run(instance, run_id, "FAILURE", will_retry=True)
         last = _dagster_run(instance, run_id, "FAILURE", will_retry=False, parent=first)
-        _sync(app_conn, dagster_conn)
-        _sync(app_conn, dagster_conn)  # the outcome observed again queues nothing more
+        _sync(app_conn, runs_conn)
+        _sync(app_conn, runs_conn)  # the outcome observed again queues nothing more
         event_id = alerts.event_id(run_id, "failed", last)
         assert [r[:4] for r in _rows(app_conn)] == [(event_id, receiver.url, 0, False)]
 
@@ -184,13 +167,13 @@ def test_a_run_failed_for_good_is_alerted_once_through_failures_and_restarts(
 
 
 def test_a_crash_after_the_receiver_took_it_sends_it_again_under_the_same_event_id(
-        app_conn: psycopg.Connection, app_db_url: str, dagster_conn: psycopg.Connection, instance: DagsterInstance,
+        app_conn: psycopg.Connection, app_db_url: str, runs_conn: psycopg.Connection, instance: DagsterInstance,
         now: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     with Receiver(fail_first=0) as receiver:
         _alerts_to(monkeypatch, receiver)
         run_id = _app_run(app_conn)
         _dagster_run(instance, run_id, "FAILURE", will_retry=False)
-        _sync(app_conn, dagster_conn)
+        _sync(app_conn, runs_conn)
 
         real_post = webhook.post
 
@@ -211,30 +194,30 @@ def test_a_crash_after_the_receiver_took_it_sends_it_again_under_the_same_event_
 
 
 def test_no_alert_for_a_run_that_failed_then_succeeded_on_retry(
-        app_conn: psycopg.Connection, dagster_conn: psycopg.Connection, instance: DagsterInstance, now: Clock,
+        app_conn: psycopg.Connection, runs_conn: psycopg.Connection, instance: DagsterInstance, now: Clock,
         monkeypatch: pytest.MonkeyPatch) -> None:
     with Receiver(fail_first=0) as receiver:
         _alerts_to(monkeypatch, receiver)
         run_id = _app_run(app_conn)
         first = _dagster_run(instance, run_id, "FAILURE")  # will_retry not decided yet
-        _sync(app_conn, dagster_conn)
+        _sync(app_conn, runs_conn)
         instance.add_run_tags(first, {"dagster/will_retry": "true"})
-        _sync(app_conn, dagster_conn)
+        _sync(app_conn, runs_conn)
         assert app_conn.execute("SELECT status FROM app.runs").fetchone() == ("retrying",)
         _dagster_run(instance, run_id, "SUCCESS", parent=first)
-        _sync(app_conn, dagster_conn)
+        _sync(app_conn, runs_conn)
         assert app_conn.execute("SELECT status FROM app.runs").fetchone() == ("succeeded",)
         assert _rows(app_conn) == []
 
 
 def test_a_canceled_run_reaches_every_url_once(app_conn: psycopg.Connection, app_db_url: str,
-                                                dagster_conn: psycopg.Connection, instance: DagsterInstance,
+                                                runs_conn: psycopg.Connection, instance: DagsterInstance,
                                                 now: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     with Receiver(fail_first=1) as flaky, Receiver(fail_first=0) as steady:
         _alerts_to(monkeypatch, flaky, steady)
         run_id = _app_run(app_conn)
         repo.mark_canceled(app_conn, run_id)
-        _sync(app_conn, dagster_conn)  # canceled before launch: unsettled rows are observed too
+        _sync(app_conn, runs_conn)  # canceled before launch: unsettled rows are observed too
         for _ in range(3):
             _deliver(app_db_url)
             now.advance(timedelta(seconds=webhook.BACKOFF_CAP_S))
@@ -247,12 +230,12 @@ def test_a_canceled_run_reaches_every_url_once(app_conn: psycopg.Connection, app
     assert [d["answered"] for d in flaky.deliveries] == [500, 200]
 
 
-def test_alerts_are_off_without_urls(app_conn: psycopg.Connection, dagster_conn: psycopg.Connection,
+def test_alerts_are_off_without_urls(app_conn: psycopg.Connection, runs_conn: psycopg.Connection,
                                      instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HARNESS_ALERT_URLS", raising=False)
     run_id = _app_run(app_conn)
     _dagster_run(instance, run_id, "FAILURE", will_retry=False)
-    _sync(app_conn, dagster_conn)
+    _sync(app_conn, runs_conn)
     assert app_conn.execute("SELECT status FROM app.runs").fetchone() == ("failed",)
     assert _rows(app_conn) == []
     result = alert_delivery(build_sensor_context())
@@ -260,14 +243,14 @@ def test_alerts_are_off_without_urls(app_conn: psycopg.Connection, dagster_conn:
 
 
 def test_the_sensor_delivers_what_is_due(app_conn: psycopg.Connection, app_db_url: str,
-                                         dagster_conn: psycopg.Connection, instance: DagsterInstance,
+                                         runs_conn: psycopg.Connection, instance: DagsterInstance,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_DATABASE_URL", app_db_url)
     with Receiver(fail_first=0) as receiver:
         _alerts_to(monkeypatch, receiver)
         run_id = _app_run(app_conn)
         _dagster_run(instance, run_id, "FAILURE", will_retry=False)
-        _sync(app_conn, dagster_conn)
+        _sync(app_conn, runs_conn)
         result = alert_delivery(build_sensor_context())
     assert "delivered 1 alert(s), 0 failed" in str(result.skip_message)
     assert len(receiver.taken) == 1

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -18,29 +17,13 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     build_sensor_context,
-    instance_for_test,
 )
 
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.reaper import reap
 from pipelines.sensors.reaper_sensor import run_reaper
-from pipelines.settings import sqlalchemy_psycopg2
 from pipelines.store import run_workers
 from tests.conftest import TestDatabases
-
-
-@pytest.fixture
-def instance(test_databases: TestDatabases) -> Iterator[DagsterInstance]:
-    url = sqlalchemy_psycopg2(test_databases.dagster_url)
-    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as inst:
-        inst.wipe()
-        yield inst
-
-
-@pytest.fixture
-def runs_conn(test_databases: TestDatabases) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:
-        yield conn
 
 
 def _started_run(instance: DagsterInstance, runs_conn: psycopg.Connection, started_s_ago: float) -> str:

@@ -9,19 +9,18 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, instance_for_test
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 
 from pipelines import clock
 from pipelines.definitions import defs
 from pipelines.orchestration import lifecycle, retention
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, PARENT_RUN_TAG
 from pipelines.resources.app_db import AppDatabase
-from pipelines.settings import REPO_ROOT, sqlalchemy_psycopg2
+from pipelines.settings import REPO_ROOT
 from pipelines.store import checkpoint, repo
 from pipelines.store import retention as retention_sql
 from tests.conftest import TestDatabases
@@ -29,20 +28,6 @@ from tests.conftest import TestDatabases
 JOB, SOAK_JOB = "intent_job", "crashdemo_soak"
 OLD, RECENT = timedelta(days=40), timedelta(days=1)
 S = DagsterRunStatus
-
-
-@pytest.fixture
-def instance(test_databases: TestDatabases) -> Iterator[DagsterInstance]:
-    url = sqlalchemy_psycopg2(test_databases.dagster_url)
-    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as inst:
-        inst.wipe()
-        yield inst
-
-
-@pytest.fixture
-def runs_conn(test_databases: TestDatabases) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:
-        yield conn
 
 
 def _before() -> datetime:
