@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
 from pipelines.settings import sqlalchemy_psycopg2
+from tests.api_server import ServedApp, harness_state, serve
 from tests.conftest import TestDatabases
 
 
@@ -26,3 +28,16 @@ def runs_conn(test_databases: TestDatabases) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the suite's Dagster database, for reading its run tables."""
     with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="module")
+def served_api(test_databases: TestDatabases) -> Iterator[ServedApp]:
+    """The API alone (no Dagster processes) on the suite's databases, served over real HTTP."""
+    with serve(harness_state(test_databases.app_url, test_databases.dagster_url)) as served:
+        yield served
+
+
+@pytest.fixture
+def client(served_api: ServedApp) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served_api.base_url, timeout=30) as c:
+        yield c

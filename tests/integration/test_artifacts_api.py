@@ -5,7 +5,6 @@ slices (a reader never holds the whole artifact)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,22 +14,9 @@ import pytest
 import contracts
 from pipelines import clock
 from pipelines.store import artifacts, repo
-from tests.api_server import ServedApp, harness_state, serve
 
 BIG = bytes(range(256)) * 1000  # 256,000 bytes: four slices, binary
 TEXT = "héllo\n".encode()
-
-
-@pytest.fixture(scope="module")
-def api(test_databases: Any) -> Iterator[ServedApp]:
-    with serve(harness_state(test_databases.app_url, test_databases.dagster_url)) as served:
-        yield served
-
-
-@pytest.fixture
-def client(api: ServedApp) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.base_url, timeout=30) as c:
-        yield c
 
 
 @pytest.fixture

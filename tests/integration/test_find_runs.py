@@ -5,7 +5,6 @@ repeat nor skip a row while rows are added, bounded page sizes, cursor and param
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,22 +18,9 @@ from pipelines.definitions import defs
 from pipelines.orchestration import lifecycle, status_sync
 from pipelines.settings import sqlalchemy_psycopg2
 from pipelines.store import repo
-from tests.api_server import ServedApp, harness_state, serve
 from tests.conftest import TestDatabases
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def api(test_databases: Any) -> Iterator[ServedApp]:
-    with serve(harness_state(test_databases.app_url, test_databases.dagster_url)) as served:
-        yield served
-
-
-@pytest.fixture
-def client(api: ServedApp) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.base_url, timeout=30) as c:
-        yield c
 
 
 def _intent(conn: psycopg.Connection, at: datetime) -> str:

@@ -22,12 +22,10 @@ from pipelines.oc.fixture_store import Fixture, fixture_key, write_fixture
 from pipelines.oc.result import ProviderMeta
 from pipelines.orchestration.bounds import CONCURRENCY_KEY_TAG
 from pipelines.settings import Settings
-from scripts import crashdemo_proof as proof
 from tests import per_checkout
 from tests.conftest import TestDatabases
-from tests.integration.test_stack_e2e import boot
+from tests.integration.test_stack_e2e import _wait_final, boot
 
-FINAL = ("succeeded", "failed", "canceled")
 EXECUTING = ("STARTING", "STARTED", "CANCELING")
 
 
@@ -69,18 +67,6 @@ def _submit(api: httpx.Client, intent: dict[str, Any], runs: int) -> list[str]:
 
 def _view(api: httpx.Client, run_id: str, wait: int = 0) -> dict[str, Any]:
     return api.get(f"/runs/{run_id}", params={"wait": wait}).json()
-
-
-def _wait_final(api: httpx.Client, run_id: str, deadline_s: float) -> dict[str, Any]:
-    view: dict[str, Any] = {}
-
-    def final() -> bool:
-        nonlocal view
-        view = _view(api, run_id, wait=10)
-        return view["status"] in FINAL
-
-    proof.poll(f"run {run_id} to finish", final, deadline_s, 0)
-    return view
 
 
 def _executing(dagster_url: str, key: str) -> int:

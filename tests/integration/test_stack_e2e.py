@@ -70,7 +70,7 @@ def _wait_final(api: httpx.Client, run_id: str, deadline_s: float = 90) -> dict:
     def final() -> bool:
         nonlocal view
         view = api.get(f"/runs/{run_id}", params={"wait": 10}).json()
-        return view["status"] in ("succeeded", "failed", "canceled")
+        return view["status"] in lifecycle.FINAL
 
     proof.poll(f"run {run_id} to finish", final, deadline_s, 0)
     return view
