@@ -6,9 +6,9 @@ from dagster import Definitions, EnvVar
 
 from pipelines.jobs.crashdemo import crashdemo
 from pipelines.jobs.hello import hello_job
-from pipelines.jobs.intent import intent_job
+from pipelines.jobs.intent import INTENT_ASSETS, intent_job
 from pipelines.jobs.prune import prune, prune_schedules
-from pipelines.jobs.soak import crashdemo_soak, crashdemo_soak_schedule
+from pipelines.jobs.soak import SOAK_ASSET, crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
 from pipelines.sandbox.resource import SandboxResource
@@ -20,6 +20,7 @@ from pipelines.settings import load
 
 settings = load()
 defs = Definitions(
+    assets=[*INTENT_ASSETS, SOAK_ASSET],
     jobs=[intent_job, crashdemo, hello_job, crashdemo_soak, prune],
     schedules=[crashdemo_soak_schedule, *prune_schedules(settings)],
     sensors=[intent_outbox, run_reaper, run_status_sync, alert_delivery],

@@ -3,7 +3,8 @@
 Every op checkpoints its output in ``app.run_steps`` keyed by (app run id, step) in the same
 transaction as its effects (artifacts), and on a retry or re-execution reads the checkpoint
 instead of redoing the work: the OC provider is never called again for a committed step.
-Materializations go to three fixed asset keys; the app ids are in their metadata.
+Materializations go to three fixed asset keys, declared below as asset specs so the Dagster UI's
+catalog and lineage explain the pipeline; the app ids are in each materialization's metadata.
 """
 
 # No "from __future__ import annotations" in op modules: Dagster reads config and resource
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 from dagster import (
     AssetMaterialization,
+    AssetSpec,
     Config,
     Failure,
     In,
@@ -35,6 +37,20 @@ from pipelines.store import checkpoint, repo
 
 RETRY_TAGS = {"dagster/max_retries": "3", "dagster/retry_strategy": "FROM_FAILURE"}
 PLAN_KEY, SANDBOX_KEY, RESULT_KEY = ["intent", "plan"], ["intent", "sandbox"], ["intent", "result"]
+# Observed, not computed by Dagster: the ops of intent_job record materializations on these keys
+# (one per app run, its ids in the metadata); the specs give them a group, a description and the
+# plan -> sandbox -> result lineage that the ops' order already implies.
+INTENT_ASSETS = [
+    AssetSpec(PLAN_KEY, group_name="intent", kinds={"postgres"},
+              description="The OC producer's schema-checked plan for an app run (artifact plan.json); "
+                          "materialized by intent_job's oc_plan op."),
+    AssetSpec(SANDBOX_KEY, deps=[PLAN_KEY], group_name="intent", kinds={"postgres"},
+              description="What the sandbox did with the plan's commands: exit codes, isolation, stdout "
+                          "and files (artifacts sandbox/<command>/...); materialized by sandbox_run."),
+    AssetSpec(RESULT_KEY, deps=[SANDBOX_KEY], group_name="intent", kinds={"postgres"},
+              description="The persisted run summary (artifact result.json, its sha256 in the metadata); "
+                          "materialized by persist."),
+]
 # The steps in the order the RunView lists them (checkpoint names, not op names).
 STEPS = ("oc", "sandbox", "persist")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from dagster import (
     AssetMaterialization,
+    AssetSpec,
     Config,
     DefaultScheduleStatus,
     Failure,
@@ -34,6 +35,9 @@ from pipelines.settings import REPO_ROOT, load
 from pipelines.store.retention import soak_wf_prefix
 
 SOAK_KEY = ["durability", "crashdemo_soak"]
+SOAK_ASSET = AssetSpec(SOAK_KEY, group_name="durability", kinds={"postgres"},
+                       description="The scheduled durability record: each batch's count of crash proofs that "
+                                   "held exactly once (rows in app.soak_results); materialized by crashdemo_soak.")
 POINTS = ("s2_before_commit", "s2_after_commit")
 
 

@@ -13,8 +13,13 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-WORKER_PID_TAG = "harness/worker_pid"
-WORKER_PID_START_TAG = "harness/worker_pid_start"
+from pipelines.orchestration.dagster_internals import HIDDEN_TAG_PREFIX
+
+# Plumbing for the launcher and run monitoring, not for operators: Dagster's UI hides tags under
+# its ".dagster/" prefix (TagType.HIDDEN) from run lists and filters, as it does for its own
+# ".dagster/run_worker". The app's tags (app/run_id, app/trace_id, ...) stay visible.
+WORKER_PID_TAG = f"{HIDDEN_TAG_PREFIX}harness_worker_pid"
+WORKER_PID_START_TAG = f"{HIDDEN_TAG_PREFIX}harness_worker_pid_start"
 MAX_LINE = 64 * 1024
 
 

@@ -14,6 +14,11 @@ Warm run launcher (``pipelines/launcher``):
 - ``capture_interrupts``: turns SIGINT into Dagster's cooperative run termination, as
   ``dagster api execute_run`` wraps its body.
 
+Run tags:
+
+- ``HIDDEN_TAG_PREFIX`` (``.dagster/``): tags under it are ``TagType.HIDDEN``, left out of the UI's
+  run lists and tag filters; the warm pool's worker-pid tags use it (plumbing, not for operators).
+
 Daemon with pooled storage (``scripts/daemon.py``):
 
 - ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
@@ -26,6 +31,7 @@ from __future__ import annotations
 from dagster._cli.api import _execute_run_command_body as execute_run_body
 from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.storage.tags import HIDDEN_TAG_PREFIX, TagType, get_tag_type
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.controller import daemon_controller_from_instance
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
@@ -34,6 +40,7 @@ from dagster._utils.interrupts import capture_interrupts
 PINNED_DAGSTER = "1.13.27"
 
 __all__ = [
+    "HIDDEN_TAG_PREFIX",
     "PINNED_DAGSTER",
     "CheckRunHealthResult",
     "ConfigurableClass",
@@ -41,9 +48,11 @@ __all__ = [
     "DagsterLaunchFailedError",
     "LaunchRunContext",
     "RunLauncher",
+    "TagType",
     "WorkerStatus",
     "WorkspaceFileTarget",
     "capture_interrupts",
     "daemon_controller_from_instance",
     "execute_run_body",
+    "get_tag_type",
 ]

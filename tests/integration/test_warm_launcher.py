@@ -22,7 +22,7 @@ import pytest
 from dagster import DagsterInstance
 
 from pipelines.jobs.crashdemo import run_config
-from pipelines.launcher.protocol import request
+from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, request
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.store import run_workers
@@ -94,9 +94,9 @@ def _worker(trial: TrialStack, run_id: str) -> tuple[int, int] | None:
     with psycopg.connect(trial.dagster_url) as conn:
         tags = dict(conn.execute("SELECT key, value FROM run_tags WHERE run_id = %s AND key LIKE 'harness/%%'",
                                  (run_id,)).fetchall())
-    if "harness/worker_pid" not in tags:
+    if WORKER_PID_TAG not in tags:
         return None
-    return int(tags["harness/worker_pid"]), int(tags["harness/worker_pid_start"])
+    return int(tags[WORKER_PID_TAG]), int(tags[WORKER_PID_START_TAG])
 
 
 def _step_status(trial: TrialStack, wf_id: str, step: str) -> str | None:

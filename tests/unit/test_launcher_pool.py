@@ -9,9 +9,11 @@ import pytest
 
 from pipelines.launcher import pool as pool_mod
 from pipelines.launcher.launcher import WarmPoolRunLauncher
-from pipelines.launcher.protocol import read_line, worker_of
+from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, read_line, worker_of
 from pipelines.launcher.version import code_version
+from pipelines.orchestration import dagster_internals as di
 from pipelines.orchestration.dagster_internals import DagsterLaunchFailedError, LaunchRunContext
+from pipelines.orchestration.dagster_runs import APP_RUN_TAG
 
 
 def _pool(tmp_path: Path) -> pool_mod.Pool:
@@ -43,8 +45,15 @@ def test_stale_code_refused_with_retry(tmp_path: Path) -> None:
 
 
 def test_worker_tags() -> None:
-    assert worker_of({"harness/worker_pid": "12", "harness/worker_pid_start": "345"}) == (12, 345)
-    assert worker_of({"harness/worker_pid": "12"}) is None
+    assert worker_of({WORKER_PID_TAG: "12", WORKER_PID_START_TAG: "345"}) == (12, 345)
+    assert worker_of({WORKER_PID_TAG: "12"}) is None
+
+
+def test_worker_tags_are_hidden_from_operators() -> None:
+    # The UI lists and filters runs by user tags; the worker pid is plumbing for run monitoring.
+    hidden, user = di.TagType.HIDDEN, di.TagType.USER_PROVIDED
+    assert di.get_tag_type(WORKER_PID_TAG) == di.get_tag_type(WORKER_PID_START_TAG) == hidden
+    assert di.get_tag_type(APP_RUN_TAG) == user
 
 
 class _Run:
