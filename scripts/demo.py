@@ -20,26 +20,32 @@ DEMO_INTENT = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []
 def main() -> int:
     settings = load()
     base = f"http://127.0.0.1:{settings.api_port}"
+    t0 = time.monotonic()
     with httpx.Client(base_url=base, timeout=40) as client:
-        intent = client.post("/intents", json=DEMO_INTENT)
-        intent.raise_for_status()
-        intent_id = intent.json()["intentId"]
-        t0 = time.monotonic()
-        run = client.post(f"/intents/{intent_id}/run", json={"traceId": "quickstart-demo"})
-        run.raise_for_status()
-        run_id = run.json()["runId"]
-        view = client.get(f"/runs/{run_id}").json()
-        deadline = time.monotonic() + 120
-        while view["status"] not in ("succeeded", "failed", "canceled") and time.monotonic() < deadline:
-            view = client.get(f"/runs/{run_id}", params={"wait": 25}).json()
+        view = submit_and_wait(client, DEMO_INTENT, trace_id="quickstart-demo")
     print(json.dumps(view, indent=2))
-    print(f"\nintent {intent_id} -> run {run_id}: {view['status']} in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    print(f"\nintent {view['intentId']} -> run {view['runId']}: {view['status']} in {time.monotonic() - t0:.1f}s",
+          file=sys.stderr)
     for r in view["dagsterRuns"]:
         print(f"Dagster UI: {r['url']}", file=sys.stderr)
     if view["status"] == "succeeded":
         return 0
     explain(view, settings)
     return 1
+
+
+def submit_and_wait(client: httpx.Client, intent: dict, *, trace_id: str, deadline_s: float = 120) -> dict:
+    """POST the intent, run it, long-poll its RunView until it settles (or the deadline passes)."""
+    created = client.post("/intents", json=intent)
+    created.raise_for_status()
+    run = client.post(f"/intents/{created.json()['intentId']}/run", json={"traceId": trace_id})
+    run.raise_for_status()
+    run_id = run.json()["runId"]
+    view: dict = client.get(f"/runs/{run_id}").json()
+    deadline = time.monotonic() + deadline_s
+    while view["status"] not in ("succeeded", "failed", "canceled") and time.monotonic() < deadline:
+        view = client.get(f"/runs/{run_id}", params={"wait": 25}).json()
+    return view
 
 
 def explain(view: dict, settings: Settings) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the project venv (.venv) on the system Python from uv.lock, and install what the machine
 # lacks. System-wide, only Debian packages through apt (as root): python3-venv when the system
-# Python cannot make a venv, bubblewrap when the sandbox's bwrap is missing. Everything else stays
+# Python cannot make a venv, bubblewrap when the sandbox's bwrap is missing, chromium when the
+# suite's browser check of the Dagster UI has no browser. Everything else stays
 # in the checkout: uv (when not on PATH) in .venv-tools, the project's packages in .venv. Never
 # installs into the system Python (PEP 668) and never downloads a Python.
 set -euo pipefail
@@ -17,7 +18,8 @@ apt_install() {
     return 1
   fi
   echo "setup: installing $1 ($2)" >&2
-  (apt-get install -y -qq "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$1"; }) >&2
+  local install=(apt-get install -y -qq --no-install-recommends "$1")
+  ("${install[@]}" >/dev/null 2>&1 || { apt-get update -qq && "${install[@]}"; }) >&2
 }
 
 # A private venv for uv: stock Debian's python3 has no pip, and its pip may not install into the
@@ -50,5 +52,9 @@ UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --python "$P
 if ! command -v bwrap >/dev/null 2>&1; then
   apt_install bubblewrap "the sandbox's default isolation" ||
     echo "setup: WARNING bubblewrap (bwrap) is missing: install it, or the sandbox refuses to run" >&2
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium "the suite's headless-browser check of the Dagster UI" ||
+    echo "setup: WARNING chromium is missing: install Debian's chromium, or the UI check (and the suite) fails" >&2
 fi
 touch .venv/.synced

@@ -27,7 +27,8 @@ from pipelines.orchestration.dagster_runs import APP_RUN_TAG
 from pipelines.settings import REPO_ROOT, Settings, load, sqlalchemy_psycopg2
 from pipelines.store import repo
 from scripts import crashdemo_proof as proof
-from scripts import stack
+from scripts import stack, ui_check
+from scripts.demo import submit_and_wait
 from tests import per_checkout
 from tests.conftest import TEST_DATA_DIR, TestDatabases
 
@@ -94,6 +95,22 @@ def test_w3_intent_to_run_view_over_http(api: httpx.Client, running_stack: Setti
         tags = dict(conn.execute("SELECT key, value FROM run_tags WHERE run_id = %s",
                                  (dagster_run["runId"],)).fetchall())
     assert tags["app/trace_id"] == "handoff-demo" and tags["app/run_id"] == view["runId"]
+
+
+def test_the_dagster_ui_shows_the_run_in_a_real_browser(api: httpx.Client, test_databases: TestDatabases) -> None:
+    """Headless Chromium opens the RunView's link: steps, materializations, app tags (not the
+    pool's), the run list, the asset catalog and lineage (scripts/ui_check.py); screenshots under
+    .data/test/ui-check for a person to look at."""
+    view = submit_and_wait(api, DEMO, trace_id="ui-check")
+    assert view["status"] == "succeeded", view
+    shots = ui_check.check(view, TEST_DATA_DIR / "ui-check")
+    assert [s.name for s in shots] == ["run.png", "run-tags.png", "runs.png", "catalog.png", "lineage.png"]
+    assert all(s.read_bytes().startswith(b"\x89PNG") for s in shots)
+    # Hidden from the pages, the pool's tags are still on the run for run monitoring.
+    with psycopg.connect(test_databases.dagster_url) as conn:
+        keys = {k for (k,) in conn.execute("SELECT key FROM run_tags WHERE run_id = %s",
+                                           (view["dagsterRuns"][0]["runId"],))}
+    assert set(ui_check.HIDDEN) <= keys
 
 
 def test_up_again_keeps_every_running_part_and_status_check_says_all_up(running_stack: Settings,

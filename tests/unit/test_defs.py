@@ -52,3 +52,15 @@ def test_prune_schedules_exist_only_for_a_configured_age() -> None:
     configs = [s.evaluate_tick(build_schedule_context()).run_requests[0].run_config for s in schedules]  # type: ignore[index]
     assert configs == [{"ops": {"prune_old": {"config": {"older_than": "30d", "soak": False}}}},
                        {"ops": {"prune_old": {"config": {"older_than": "7d", "soak": True}}}}]
+
+
+def test_the_materialized_keys_are_declared_with_their_lineage() -> None:
+    # Declared, the UI's catalog shows each key's group and description, and its lineage view
+    # plan -> sandbox -> result, instead of three unattached keys.
+    graph = defs.resolve_asset_graph()
+    declared = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+                for key in graph.get_all_asset_keys()}
+    assert declared == {"intent/plan": set(), "intent/sandbox": {"intent/plan"}, "intent/result": {"intent/sandbox"},
+                        "durability/crashdemo_soak": set()}
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).description and graph.get(key).group_name in {"intent", "durability"}
