@@ -92,8 +92,8 @@ def _failure_event(trial: TrialStack, run_id: str) -> str:
 
 def _worker(trial: TrialStack, run_id: str) -> tuple[int, int] | None:
     with psycopg.connect(trial.dagster_url) as conn:
-        tags = dict(conn.execute("SELECT key, value FROM run_tags WHERE run_id = %s AND key LIKE 'harness/%%'",
-                                 (run_id,)).fetchall())
+        tags = dict(conn.execute("SELECT key, value FROM run_tags WHERE run_id = %s AND key = ANY(%s)",
+                                 (run_id, [WORKER_PID_TAG, WORKER_PID_START_TAG])).fetchall())
     if WORKER_PID_TAG not in tags:
         return None
     return int(tags[WORKER_PID_TAG]), int(tags[WORKER_PID_START_TAG])
