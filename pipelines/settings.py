@@ -35,6 +35,9 @@ VARIABLES = (
     Variable("PORT", "3001", "the API"),
     Variable("DAGSTER_PORT", "`PORT`+1000 (4001)", "Dagster UI / GraphQL"),
     Variable("DAGSTER_GRPC_PORT", "`PORT`+2000 (5001)", "the standalone Dagster code server"),
+    Variable("DAGSTER_URL", "`http://127.0.0.1:DAGSTER_PORT`",
+             "where the API and sensors reach the Dagster webserver's GraphQL, and the base of the RunView's "
+             "UI links (set when the webserver runs elsewhere, e.g. `deploy/k8s`)"),
     Variable("HARNESS_DATA_DIR", "`.data`", "PID files, logs, embedded PostgreSQL, pool socket"),
     Variable("DATABASE_URL", "unset: embedded server",
              "app database on any PostgreSQL ≥ 14 (`postgresql://user:pw@host/db`)"),
@@ -143,6 +146,14 @@ def _urls(name: str) -> tuple[str, ...]:
     return values
 
 
+def _url(name: str) -> str | None:
+    """One http(s) URL, without a trailing slash (links are built by appending paths); None when unset."""
+    values = _urls(name)
+    if len(values) > 1:
+        raise ValueError(f"{name}: expected one http(s):// URL, got {len(values)}")
+    return values[0].rstrip("/") if values else None
+
+
 _AGE = re.compile(r"([0-9]+)([dhm])")
 _AGE_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 
@@ -209,6 +220,7 @@ class Settings:
     app_database_url: str | None = None  # resolved by `up` for its processes; wins over the rest
     dagster_database_url: str | None = None
     dagster_home: Path = REPO_ROOT / "dagster_home"
+    dagster_url_override: str | None = None  # DAGSTER_URL: the webserver runs elsewhere
     pool_socket_override: Path | None = None
     pool_max_running: int = 4
     soak_cron: str = "17 * * * *"
@@ -256,7 +268,7 @@ class Settings:
 
     @property
     def dagster_ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.dagster_ui_port}"
+        return self.dagster_url_override or f"http://127.0.0.1:{self.dagster_ui_port}"
 
 
 def load() -> Settings:
@@ -273,6 +285,7 @@ def load() -> Settings:
         api_port=api_port,
         dagster_ui_port=_port("DAGSTER_PORT", api_port + 1000),
         dagster_grpc_port=_port("DAGSTER_GRPC_PORT", api_port + 2000),
+        dagster_url_override=_url("DAGSTER_URL"),
         api_token=_optional("API_TOKEN"),
         run_launcher=_choice("HARNESS_RUN_LAUNCHER", RUN_LAUNCHERS),
         app_database_url=_database_url("APP_DATABASE_URL"),

@@ -19,6 +19,12 @@ Run tags:
 - ``HIDDEN_TAG_PREFIX`` (``.dagster/``): tags under it are ``TagType.HIDDEN``, left out of the UI's
   run lists and tag filters; the warm pool's worker-pid tags use it (plumbing, not for operators).
 
+Configuration checks (``tests/unit/test_deploy_k8s.py``, the on-paper Kubernetes deployment):
+
+- ``dagster_instance_config``: how ``DagsterInstance`` loads and validates a ``dagster.yaml``.
+- ``class_from_code_pointer`` and ``process_config``: a configurable class from its module and
+  name, and its own config schema applied to a config value (what rehydrating one does first).
+
 Daemon with pooled storage (``scripts/daemon.py``):
 
 - ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
@@ -29,12 +35,14 @@ Daemon with pooled storage (``scripts/daemon.py``):
 from __future__ import annotations
 
 from dagster._cli.api import _execute_run_command_body as execute_run_body
+from dagster._config.validate import process_config
 from dagster._core.errors import DagsterLaunchFailedError
+from dagster._core.instance.config import dagster_instance_config
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._core.storage.tags import HIDDEN_TAG_PREFIX, TagType, get_tag_type
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.controller import daemon_controller_from_instance
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, class_from_code_pointer
 from dagster._utils.interrupts import capture_interrupts
 
 PINNED_DAGSTER = "1.13.27"
@@ -52,7 +60,10 @@ __all__ = [
     "WorkerStatus",
     "WorkspaceFileTarget",
     "capture_interrupts",
+    "class_from_code_pointer",
     "daemon_controller_from_instance",
+    "dagster_instance_config",
     "execute_run_body",
     "get_tag_type",
+    "process_config",
 ]

@@ -51,6 +51,8 @@ def test_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, bad: str) ->
     ("HARNESS_ALERT_TIMEOUT_S", "0", "more than 0 seconds"),
     ("HARNESS_PRUNE_OLDER_THAN", "30 days", "e.g. 30d, 12h or 90m"),
     ("HARNESS_SOAK_PRUNE_CRON", "daily", "cron schedule of 5 fields"),
+    ("DAGSTER_URL", "dagster-webserver:3000", "http(s):// URL"),
+    ("DAGSTER_URL", "http://a:3000,http://b:3000", "one http(s):// URL"),
 ])
 def test_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
     monkeypatch.setenv(name, value)
@@ -119,6 +121,13 @@ def test_bad_oc_modes_name_the_variable(monkeypatch: pytest.MonkeyPatch, bad: st
     monkeypatch.setenv("HARNESS_OC_MODES", bad)
     with pytest.raises(ValueError, match="HARNESS_OC_MODES"):
         load()
+
+
+def test_dagster_url_follows_the_port_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "3100")
+    assert load().dagster_ui_url == "http://127.0.0.1:4100"
+    monkeypatch.setenv("DAGSTER_URL", "http://dagster-webserver.harness.svc:3000/")
+    assert load().dagster_ui_url == "http://dagster-webserver.harness.svc:3000"
 
 
 def test_oc_recordings_live_under_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
