@@ -124,6 +124,8 @@ def test_bad_oc_modes_name_the_variable(monkeypatch: pytest.MonkeyPatch, bad: st
 
 
 def test_dagster_url_follows_the_port_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DAGSTER_PORT", "DAGSTER_URL"):  # a stack's own environment may set them
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PORT", "3100")
     assert load().dagster_ui_url == "http://127.0.0.1:4100"
     monkeypatch.setenv("DAGSTER_URL", "http://dagster-webserver.harness.svc:3000/")
