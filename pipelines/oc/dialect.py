@@ -92,11 +92,11 @@ def llama_cpp_schema(schema: dict[str, Any]) -> Translation:
                 node["enum"] = choices
                 # The enum keeps the bounds: every choice lies inside them, so nothing is relaxed.
         elif kind == "array":
-            cap = ARRAY_CAPS.get(name or "")
-            if cap is not None:
-                node["maxItems"] = min(cap, node.get("maxItems", cap))
+            array_cap = ARRAY_CAPS.get(name or "")
+            if array_cap is not None:
+                node["maxItems"] = min(array_cap, node.get("maxItems", array_cap))
                 if node.get("minItems", 0) > node["maxItems"]:
-                    raise ValueError(f"{pointer}: minItems {node['minItems']} exceeds the cap {cap}")
+                    raise ValueError(f"{pointer}: minItems {node['minItems']} exceeds the cap {array_cap}")
             items = node.get("items")
             if isinstance(items, dict):
                 visit(items, f"{pointer}/items", None)

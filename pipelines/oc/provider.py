@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
@@ -82,8 +82,9 @@ def complete_plan(
         extra: dict[str, Any] = {} if config.max_tokens is None else {"max_tokens": config.max_tokens}
         started = time.perf_counter()
         try:
-            raw = create(model=config.model, messages=messages, response_format=fmt,  # type: ignore[arg-type]
-                         seed=seed, **extra)
+            # Any: the dialects' response_format and max_tokens are not all in the client's typed overloads.
+            raw: LegacyAPIResponse[ChatCompletion] = cast(Any, create)(
+                model=config.model, messages=messages, response_format=fmt, seed=seed, **extra)
         except openai.APIError as exc:
             status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
             if config.dialect == "auto" and dialect == "openai" and dialects.refuses_json_schema(

@@ -11,7 +11,6 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 import contracts
-
 from pipelines.settings import Settings
 
 from .config import ProviderConfig
