@@ -13,7 +13,10 @@ translated first (``llama_cpp_schema``):
 - integer ``minimum``/``maximum`` are not enforced: a bounded integer becomes an ``enum`` of a few values
   inside the bounds;
 - a string or array without a cap lets a small model run away inside it until ``max_tokens``: caps are
-  added (never looser than the contract's own).
+  added (never looser than the contract's own);
+- its rule for a string's characters admits raw control characters (a newline inside a string: not
+  JSON): a free string becomes an anchored pattern of plain characters (no control character, quote
+  or backslash) within its length bounds. Narrower than the contract: such plans write no newline.
 
 The translation only ever *narrows* what the grammar allows, except for what it lists as relaxed; the
 full contract is still validated on the answer (``provider.py``), and an answer that breaks a relaxed
@@ -32,6 +35,8 @@ DIALECTS = ("openai", "llama-cpp")
 STRING_CAP = 200
 STRING_CAPS = {"summary": 160, "run": 120, "content": 200, "name": 40}
 ARRAY_CAPS = {"files": 2, "commands": 3}
+# One character of a JSON string that needs no escaping: no control character, quote or backslash.
+PLAIN_CHAR = '[^\\x00-\\x1f"\\\\]'
 # Millisecond timeouts a plan may choose from when the grammar cannot bound an integer.
 INTEGER_CHOICES = (1000, 5000, 10000, 30000, 60000)
 
@@ -82,6 +87,10 @@ def llama_cpp_schema(schema: dict[str, Any]) -> Translation:
             if "pattern" not in node and "const" not in node and "enum" not in node:
                 cap = STRING_CAPS.get(name or "", STRING_CAP)
                 node["maxLength"] = min(cap, node.get("maxLength", cap))
+                # Its converter's string rule lets raw control characters through (not JSON: the
+                # answer then fails as not_json), and maxLength alone counts escapes oddly: a free
+                # string becomes plain characters, no escape at all, within the same length bounds.
+                node["pattern"] = f"^{PLAIN_CHAR}{{{node.get('minLength', 0)},{node['maxLength']}}}$"
         elif kind == "integer":
             low, high = node.get("minimum"), node.get("maximum")
             if low is not None or high is not None:

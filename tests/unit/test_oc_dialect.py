@@ -30,14 +30,17 @@ def test_the_translation_keeps_no_unanchored_pattern_and_caps_every_free_string_
     for pointer, node in _walk(translated):
         if "pattern" in node:
             assert node["pattern"].startswith("^") and node["pattern"].endswith("$"), pointer
-        if node.get("type") == "string" and not {"pattern", "const", "enum"} & node.keys():
-            assert node["maxLength"] <= dialect.STRING_CAP, pointer
+        if node.get("type") == "string" and not {"const", "enum"} & node.keys():
+            assert "pattern" in node, pointer
+        if node.get("type") == "string" and node.get("pattern", "").startswith(f"^{dialect.PLAIN_CHAR}"):
+            assert node["pattern"].endswith(f",{node['maxLength']}}}$") and node["maxLength"] <= dialect.STRING_CAP
         if node.get("type") == "integer":
             assert node["enum"] and all(100 <= v <= 300000 for v in node["enum"]), pointer
     props = translated["properties"]
     assert props["files"]["maxItems"] == 2 and props["commands"]["maxItems"] == 3
     assert props["commands"]["minItems"] == 1
-    assert props["summary"] == {**props["summary"], "minLength": 1, "maxLength": 160}
+    assert props["summary"]["minLength"] == 1 and props["summary"]["maxLength"] == 160
+    assert props["summary"]["pattern"] == f"^{dialect.PLAIN_CHAR}{{1,160}}$"
 
 
 def test_only_the_named_constraints_are_relaxed() -> None:
@@ -54,7 +57,7 @@ def test_only_the_named_constraints_are_relaxed() -> None:
                 continue
             kept = translated[pointer].get(keyword)
             if (pointer, keyword) in relaxed:
-                assert kept is None
+                assert kept != value  # dropped (a plain-character pattern may stand in its place)
             elif keyword in ("maxItems", "maxLength", "maximum"):
                 assert kept is not None and kept <= value, (pointer, keyword)
             elif keyword in ("minItems", "minLength", "minimum"):
@@ -72,12 +75,18 @@ def test_the_translation_is_pure() -> None:
 
 
 def test_typical_plans_fit_the_translation_and_what_it_admits_the_contract_may_still_refuse() -> None:
-    translated = dialect.llama_cpp_schema(wire_schema()).schema
-    for plan in (PLAN, plan_for(DEMO), plan_for({**DEMO, "inputs": {"n": 1}})):
-        jsonschema.Draft202012Validator(translated).validate(plan)
+    from pipelines.oc.prompt import EXAMPLE_PLAN
+
+    translated = jsonschema.Draft202012Validator(dialect.llama_cpp_schema(wire_schema()).schema)
+    for plan in (PLAN, EXAMPLE_PLAN):
+        translated.validate(plan)
         validate_plan(plan)
+    # Narrower than the contract: no escapes, so a file content with a newline is outside the grammar.
+    reference = plan_for({**DEMO, "goal": "two\nlines"})
+    validate_plan(reference)
+    assert not translated.is_valid(reference)
     blank = {**PLAN, "summary": " "}  # a relaxed constraint: the grammar admits it, the contract does not
-    jsonschema.Draft202012Validator(translated).validate(blank)
+    translated.validate(blank)
     with pytest.raises(Exception, match="summary"):
         validate_plan(blank)
 
@@ -106,3 +115,11 @@ def test_llama_cpp_pythons_refusal_of_json_schema_is_recognised() -> None:
     assert dialect.refuses_json_schema(500, body)
     assert not dialect.refuses_json_schema(500, '{"error": "out of memory"}')
     assert not dialect.refuses_json_schema(None, body)
+
+
+def test_the_prompts_worked_example_is_a_valid_plan_that_fits_the_translation() -> None:
+    from pipelines.oc import prompt
+
+    validate_plan(prompt.EXAMPLE_PLAN)
+    jsonschema.Draft202012Validator(dialect.llama_cpp_schema(wire_schema()).schema).validate(prompt.EXAMPLE_PLAN)
+    assert prompt.canonical_json(prompt.EXAMPLE_PLAN) in prompt.SYSTEM
