@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 import contracts
 
 from . import dialect as dialects
+from . import localmodel
 from .config import ProviderConfig
 from .errors import OCError
 from .plan import RESPONSE_FORMAT_NAME, validate_plan, wire_schema
@@ -95,9 +96,12 @@ def complete_plan(
             if not _is_transient(exc):
                 raise OCError("provider_error", _describe(exc), detail=_body_text(exc)) from exc
             if failures > config.max_retries:
+                hint = ""
+                if config.model == localmodel.MODEL_ID and isinstance(exc, openai.APIConnectionError):
+                    hint = f" (the embedded model server at {config.base_url}: is it up? `mise run model:up`)"
                 raise OCError(
                     "retries_exhausted",
-                    f"gave up after {failures} attempts; last: {_describe(exc)}",
+                    f"gave up after {failures} attempts; last: {_describe(exc)}{hint}",
                     detail=_body_text(exc),
                 ) from exc
             time.sleep(_backoff_s(config, failures - 1, rng, _retry_after_s(exc)))

@@ -63,3 +63,18 @@ def test_truncation_names_the_token_limit(tmp_path: Path) -> None:
         run_oc(INTENT, "live", 0, provider=config(server, dialect="llama-cpp", max_tokens=64), fixtures_dir=tmp_path)
     assert caught.value.kind == "truncated" and "max_tokens=64" in caught.value.message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_embedded_server_down_is_a_step_error_saying_how_to_start_it(tmp_path: Path) -> None:
+    import socket
+
+    from pipelines.oc import ProviderConfig, localmodel
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", model=localmodel.MODEL_ID, dialect="llama-cpp",
+                              max_retries=0, timeout_s=5.0)
+    with pytest.raises(OCError) as caught:
+        run_oc(INTENT, "live", 0, provider=provider, fixtures_dir=tmp_path)
+    assert caught.value.kind == "retries_exhausted" and "mise run model:up" in caught.value.message
