@@ -51,7 +51,10 @@ def _oc(rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         return None
     plan, meta = row["output"]["plan"], row["output"]["meta"]
     return {"summary": plan["summary"], "mode": meta["mode"], "seed": meta["seed"], "fixtureKey": meta["fixtureKey"],
-            "provider": meta["provider"], "model": meta["model"], "commands": len(plan["commands"])}
+            "provider": meta["provider"], "model": meta["model"], "commands": len(plan["commands"]),
+            # Who planned and at what cost: for a live run the real call, in replay the recorded one.
+            "usage": meta.get("usage"), "latencyMs": meta.get("latencyMs"), "finishReason": meta.get("finishReason"),
+            **({"dialect": meta["dialect"]} if meta.get("dialect") else {})}
 
 
 def _sandbox(rows: dict[str, dict[str, Any]], detected: dict[str, Any]) -> dict[str, Any]:

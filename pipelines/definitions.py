@@ -30,10 +30,8 @@ defs = Definitions(
         # when HARNESS_OC_MODES does); recordings go under the data dir, never into the package.
         # The key stays an EnvVar (read at launch, hidden in the UI), and only when it is set: an
         # EnvVar of an unset variable fails every run's config, and replay needs no provider.
-        "oc": OCResource(base_url=settings.oc_base_url, model=settings.oc_model,
-                         api_key=EnvVar("OC_API_KEY") if settings.oc_api_key else None,
-                         timeout_s=settings.oc_timeout_s, max_retries=settings.oc_max_retries,
-                         recordings_dir=str(settings.oc_recordings_dir)),
+        # Live/record go to OC_BASE_URL/OC_MODEL, else to the embedded model server (model:up).
+        "oc": OCResource.from_settings(settings, api_key=EnvVar("OC_API_KEY") if settings.oc_api_key else None),
         "sandbox": SandboxResource(),
     },
 )

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DB_NAME = "harness"
 RUN_LAUNCHERS = ("warm", "stock")
 OC_MODES = ("replay", "record", "live")
+OC_DIALECTS = ("auto", "openai", "llama-cpp")
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,18 @@ VARIABLES = (
     Variable("HARNESS_OC_MODES", "`replay`",
              "OC modes a run request may choose, comma-separated (`replay`, `record`, `live`); any other "
              "gets a 403 and writes no row. `record` writes under `HARNESS_DATA_DIR/oc-fixtures`"),
-    Variable("OC_BASE_URL", "unset", "the live OC provider's OpenAI-compatible base URL"),
-    Variable("OC_MODEL", "unset", "the model id served there"),
+    Variable("OC_BASE_URL", "unset: the embedded model server",
+             "the live OC provider's OpenAI-compatible base URL; unset, live and record modes use the embedded "
+             "model server (`mise run model:up`, `http://127.0.0.1:<OC_MODEL_PORT>/v1`)"),
+    Variable("OC_MODEL", "unset", "the model id served there (required with `OC_BASE_URL`)"),
+    Variable("OC_DIALECT", "`auto`",
+             "how structured output is asked for: `openai` (`json_schema`, strict), `llama-cpp` (`json_object` "
+             "with a translated schema), or `auto`: `llama-cpp` for the embedded server, else `openai`, switching "
+             "to `llama-cpp` when the server refuses `json_schema` the way llama-cpp-python does"),
+    Variable("OC_MAX_TOKENS", "unset: 768 on the embedded server",
+             "`max_tokens` per plan (elsewhere unset sends none: the provider's default)"),
+    Variable("OC_MODEL_PORT", "`PORT`+3000 (6001)", "the embedded model server (loopback only)"),
+    Variable("OC_MODEL_THREADS", "2", "threads the embedded model server computes with"),
     Variable("OC_API_KEY", "unset", "its key (a secret: Dagster reads it at launch through `EnvVar`)"),
     Variable("OC_TIMEOUT_S", "60", "seconds per provider attempt"),
     Variable("OC_MAX_RETRIES", "3", "provider retries after the first attempt"),
@@ -237,6 +248,10 @@ class Settings:
     oc_api_key: str | None = field(default=None, repr=False)
     oc_timeout_s: float = 60.0
     oc_max_retries: int = 3
+    oc_dialect: str = "auto"
+    oc_max_tokens: int | None = None
+    oc_model_port: int = 6001
+    oc_model_threads: int = 2
     alert_urls: tuple[str, ...] = ()  # empty: alerts off
     alert_secret: str | None = field(default=None, repr=False)
     alert_timeout_s: float = 5.0
@@ -261,6 +276,16 @@ class Settings:
     def oc_recordings_dir(self) -> Path:
         """Where record mode writes: never the package (``mise run oc:refresh`` writes there)."""
         return self.data_dir / "oc-fixtures"
+
+    @property
+    def oc_embedded_model(self) -> bool:
+        """Live and record modes use the embedded model server: no other provider is configured."""
+        return self.oc_base_url is None
+
+    @property
+    def oc_model_url(self) -> str:
+        """The embedded model server's OpenAI-compatible base URL."""
+        return f"http://127.0.0.1:{self.oc_model_port}/v1"
 
     @property
     def pool_socket(self) -> Path:
@@ -304,6 +329,10 @@ def load() -> Settings:
         oc_api_key=_optional("OC_API_KEY"),
         oc_timeout_s=_seconds("OC_TIMEOUT_S", 60.0),
         oc_max_retries=_int("OC_MAX_RETRIES", 3, 0, 20),
+        oc_dialect=_choice("OC_DIALECT", OC_DIALECTS),
+        oc_max_tokens=_int("OC_MAX_TOKENS", 0, 16, 65536) if _optional("OC_MAX_TOKENS") else None,
+        oc_model_port=_port("OC_MODEL_PORT", api_port + 3000),
+        oc_model_threads=_int("OC_MODEL_THREADS", 2, 1, 256),
         alert_urls=alert_urls,
         alert_secret=alert_secret,
         alert_timeout_s=_seconds("HARNESS_ALERT_TIMEOUT_S", 5.0),

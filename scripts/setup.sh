@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create the project venv (.venv) on the system Python from uv.lock, and install what the machine
 # lacks. System-wide, only Debian packages through apt (as root): python3-venv when the system
-# Python cannot make a venv, bubblewrap when the sandbox's bwrap is missing, chromium when the
-# suite's browser check of the Dagster UI has no browser. Everything else stays
+# Python cannot make a venv, bubblewrap when the sandbox's bwrap is missing, g++ and cmake when
+# missing (to build llama-cpp-python once), chromium when the suite's browser check of the Dagster
+# UI has no browser. Everything else stays
 # in the checkout: uv (when not on PATH) in .venv-tools, the project's packages in .venv. Never
 # installs into the system Python (PEP 668) and never downloads a Python.
 set -euo pipefail
@@ -45,6 +46,14 @@ else
     *) bootstrap_uv ;;
   esac
 fi
+# llama-cpp-python (the embedded model server) ships only as source on PyPI: uv builds it once with
+# a C/C++ compiler and cmake, then reuses the wheel from its cache. Debian's, when missing.
+for tool in g++ cmake; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    apt_install "$tool" "building llama-cpp-python (the embedded model server) once" ||
+      echo "setup: WARNING $tool is missing: building llama-cpp-python will fail" >&2
+  fi
+done
 # Bytecode compiled at install: processes may run with PYTHONDONTWRITEBYTECODE, and dagster
 # compiled from source on every start costs seconds per process.
 UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --python "$PYTHON" --quiet

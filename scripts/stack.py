@@ -34,7 +34,7 @@ from pipelines.launcher.protocol import ping
 from pipelines.orchestration.dagster_client import grpc_serving
 from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import db, localdb, migrate
-from scripts import pidfiles, ports, suite
+from scripts import model, pidfiles, ports, suite
 
 BIN = Path(sys.executable).parent
 STOCK_COORDINATOR = {
@@ -261,6 +261,9 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
     applied = migrate.migrate(db.app_url(settings))
     if applied:
         print(f"migrations  applied {', '.join(applied)}")
+    if wants_model(settings):
+        pid, started = model.up(settings)
+        print(f"model       {'started' if started else 'already running'} pid {pid} ({settings.oc_model_url})")
     env = stack_env(settings)
     for comp in comps:
         running = read_pid(settings, comp.name)
@@ -286,6 +289,12 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
           f"Dagster UI {settings.dagster_ui_url}")
 
 
+def wants_model(settings: Settings) -> bool:
+    """The embedded model server is part of the stack when a run may call a provider (live or record
+    allowed by HARNESS_OC_MODES) and no other provider is configured (OC_BASE_URL wins)."""
+    return settings.oc_embedded_model and bool({"live", "record"} & set(settings.oc_modes))
+
+
 def stop(settings: Settings, name: str, timeout_s: float = 20.0) -> int | None:
     return pidfiles.stop(_pidfile(settings, name), timeout_s)
 
@@ -294,6 +303,8 @@ def down(settings: Settings, keep_db: bool = False) -> None:
     for comp in reversed(components(settings)):
         pid = stop(settings, comp.name)
         print(f"{comp.name:<11} {'stopped pid ' + str(pid) if pid else 'not running'}")
+    if (pid := model.down(settings)) is not None or wants_model(settings):
+        print(f"model       {'stopped pid ' + str(pid) if pid else 'not running'}")
     if settings.embedded and not keep_db:
         pid = localdb.down(settings)
         print(f"postgres    {'stopped pid ' + str(pid) if pid else 'not running'}")
@@ -359,6 +370,10 @@ def status(settings: Settings) -> bool:
         print(_status_line(comp.name, pid, f"running pid {pid}" if pid else "stopped", where)
               + (f" (in use by {holder})" if holder else ""))
         pids.append(pid)
+    if wants_model(settings) or model.running(settings) is not None:
+        answering = model.status(settings)
+        if wants_model(settings):
+            pids.append(model.running(settings) if answering else None)
     return all(pid is not None for pid in pids)
 
 

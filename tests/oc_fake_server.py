@@ -54,8 +54,10 @@ def ok(plan: dict[str, Any], **kwargs: Any) -> Reply:
 
 
 class ChatServer:
-    def __init__(self, replies: list[Reply]):
+    def __init__(self, replies: list[Reply], *, formats: list[dict[str, Any]] | None = None):
+        """``formats``: the response_formats a request may carry (default: the openai dialect's)."""
         self.replies = list(replies)
+        self.formats = formats if formats is not None else [response_format()]
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         # Problems with what the client sent; a test asserts this is empty.
@@ -93,7 +95,7 @@ class ChatServer:
             self.headers.append(headers)
             if path != "/v1/chat/completions":
                 self.problems.append(f"request {len(self.requests)} went to {path}")
-            if not isinstance(request, dict) or request.get("response_format") != response_format():
+            if not isinstance(request, dict) or request.get("response_format") not in self.formats:
                 self.problems.append(f"request {len(self.requests)} lacks our response_format")
             if not self.replies:
                 self.problems.append(f"request {len(self.requests)} came after the script ran out")

@@ -27,6 +27,7 @@ def wire_schema() -> dict[str, Any]:
 
 
 def response_format() -> ResponseFormatJSONSchema:
+    """The openai dialect's ``response_format`` (``dialect.py`` has the others)."""
     return {
         "type": "json_schema",
         "json_schema": {"name": RESPONSE_FORMAT_NAME, "strict": True, "schema": wire_schema()},

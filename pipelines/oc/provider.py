@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
@@ -17,9 +17,11 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 import contracts
 
+from . import dialect as dialects
+from . import localmodel
 from .config import ProviderConfig
 from .errors import OCError
-from .plan import response_format, validate_plan
+from .plan import RESPONSE_FORMAT_NAME, validate_plan, wire_schema
 from .result import ProviderMeta, Usage
 
 # The client refuses an empty key; local servers (Ollama, llama.cpp, vLLM) ignore whatever is sent.
@@ -74,24 +76,37 @@ def complete_plan(
     # Resolved before timing: the client imports its resource modules lazily on first use (~1 s here).
     create = client.chat.completions.with_raw_response.create
     rng = random.Random(seed)  # jitter that replays identically for one seed
+    dialect = "openai" if config.dialect == "auto" else config.dialect
     failures = 0
     while True:
+        fmt, translation = dialects.response_format(dialect, wire_schema(), RESPONSE_FORMAT_NAME)
+        extra: dict[str, Any] = {} if config.max_tokens is None else {"max_tokens": config.max_tokens}
         started = time.perf_counter()
         try:
-            raw = create(model=config.model, messages=messages, response_format=response_format(), seed=seed)
+            # Any: the dialects' response_format and max_tokens are not all in the client's typed overloads.
+            raw: LegacyAPIResponse[ChatCompletion] = cast(Any, create)(
+                model=config.model, messages=messages, response_format=fmt, seed=seed, **extra)
         except openai.APIError as exc:
+            status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+            if config.dialect == "auto" and dialect == "openai" and dialects.refuses_json_schema(
+                    status, _body_text(exc)):
+                dialect = "llama-cpp"  # discovered: not a failure, ask again in the form it takes
+                continue
             failures += 1
             if not _is_transient(exc):
                 raise OCError("provider_error", _describe(exc), detail=_body_text(exc)) from exc
             if failures > config.max_retries:
+                hint = ""
+                if config.model == localmodel.MODEL_ID and isinstance(exc, openai.APIConnectionError):
+                    hint = f" (the embedded model server at {config.base_url}: is it up? `mise run model:up`)"
                 raise OCError(
                     "retries_exhausted",
-                    f"gave up after {failures} attempts; last: {_describe(exc)}",
+                    f"gave up after {failures} attempts; last: {_describe(exc)}{hint}",
                     detail=_body_text(exc),
                 ) from exc
             time.sleep(_backoff_s(config, failures - 1, rng, _retry_after_s(exc)))
             continue
-        return _read(config, raw, round((time.perf_counter() - started) * 1000))
+        return _read(config, raw, round((time.perf_counter() - started) * 1000), dialect, translation)
 
 
 def _body_text(exc: openai.APIError) -> str | None:
@@ -100,7 +115,8 @@ def _body_text(exc: openai.APIError) -> str | None:
 
 
 def _read(
-    config: ProviderConfig, raw: LegacyAPIResponse[ChatCompletion], latency_ms: int
+    config: ProviderConfig, raw: LegacyAPIResponse[ChatCompletion], latency_ms: int, dialect: str,
+    translation: dialects.Translation | None,
 ) -> tuple[dict[str, Any], ProviderMeta]:
     content_type = raw.headers.get("content-type", "")
     if not content_type.split(";")[0].strip().endswith("json"):
@@ -121,8 +137,10 @@ def _read(
     if message.refusal:
         raise OCError("refusal", "the provider refused to plan", detail=message.refusal)
     if choice.finish_reason == "length":
+        limit = f"max_tokens={config.max_tokens}" if config.max_tokens is not None else "the provider's default"
         raise OCError(
-            "truncated", "the output hit the token limit (finish_reason=length)", detail=message.content
+            "truncated", f"the output hit the token limit ({limit}, finish_reason=length); nothing was kept",
+            detail=message.content,
         )
     if choice.finish_reason == "content_filter":
         raise OCError("content_filter", "the provider filtered the output", detail=message.content)
@@ -135,9 +153,12 @@ def _read(
     try:
         plan = validate_plan(doc)
     except contracts.ContractViolation as exc:
+        # The grammar enforced the translated schema; what it relaxed, only this validation checks.
+        relaxed = (f" (the {dialect} dialect's grammar did not enforce: {translation.describe()})"
+                   if translation is not None and translation.relaxed else "")
         raise OCError(
             "schema_violation",
-            f"the output breaks the plan contract: {exc}",
+            f"the output breaks the plan contract: {exc}{relaxed}",
             detail=message.content,
             violations=exc.violations,
         ) from exc
@@ -150,5 +171,6 @@ def _read(
         latency_ms=latency_ms,
         usage=Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else None,
         finish_reason=choice.finish_reason,
+        dialect=dialect,
     )
     return plan, meta

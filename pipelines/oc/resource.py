@@ -11,6 +11,7 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 import contracts
+from pipelines.settings import Settings
 
 from .config import ProviderConfig
 from .errors import OCError
@@ -29,7 +30,10 @@ class OCProducer(ConfigurableResource, ABC):
 
 
 class OCResource(OCProducer):
-    """``run_oc`` configured per deployment; pass ``api_key=EnvVar("OC_API_KEY")`` so it is read at launch."""
+    """``run_oc`` configured per deployment; pass ``api_key=EnvVar("OC_API_KEY")`` so it is read at launch.
+
+    ``from_settings`` fills the provider from the environment: OC_BASE_URL/OC_MODEL, else the
+    embedded model server."""
 
     mode: Mode = "replay"
     seed: int = 0
@@ -38,9 +42,24 @@ class OCResource(OCProducer):
     model: str | None = None
     timeout_s: float = 60.0
     max_retries: int = 3
+    dialect: str = "auto"  # "openai", "llama-cpp" or "auto" (see pipelines/oc/dialect.py)
+    max_tokens: int | None = None
     fixtures_dir: str = str(DEFAULT_FIXTURES_DIR)
     # Where record mode writes (and replay looks after fixtures_dir); unset, record is refused.
     recordings_dir: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> OCResource:
+        try:
+            provider: ProviderConfig | None = ProviderConfig.from_settings(settings)
+        except OCError:
+            provider = None  # OC_BASE_URL without OC_MODEL: live/record fail closed as not_configured
+        fields: dict[str, Any] = {"timeout_s": settings.oc_timeout_s, "max_retries": settings.oc_max_retries,
+                                  "recordings_dir": str(settings.oc_recordings_dir)}
+        if provider is not None:
+            fields.update(base_url=provider.base_url, model=provider.model, dialect=provider.dialect,
+                          max_tokens=provider.max_tokens)
+        return cls(**{**fields, **overrides})
 
     def provider_config(self) -> ProviderConfig | None:
         if not (self.base_url and self.model):
@@ -51,6 +70,8 @@ class OCResource(OCProducer):
             api_key=self.api_key or None,
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
+            dialect=self.dialect,
+            max_tokens=self.max_tokens,
         )
 
     def produce(self, intent: Mapping[str, Any], *, mode: Mode | None = None, seed: int | None = None) -> OCResult:

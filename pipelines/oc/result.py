@@ -38,6 +38,10 @@ class ProviderMeta:
     latency_ms: int | None
     usage: Usage | None
     finish_reason: str | None
+    # How structured output was asked for ("openai" or "llama-cpp"); None for replays of recordings
+    # made before dialects existed and for the scripted double. Shown only when known, so those
+    # recordings (and the RunViews replaying them) read as before.
+    dialect: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +52,7 @@ class ProviderMeta:
             "latencyMs": self.latency_ms,
             "usage": self.usage.as_dict() if self.usage else None,
             "finishReason": self.finish_reason,
+            **({"dialect": self.dialect} if self.dialect is not None else {}),
         }
 
     @classmethod
@@ -60,6 +65,7 @@ class ProviderMeta:
             latency_ms=d["latencyMs"],
             usage=Usage.from_dict(d["usage"]) if d["usage"] else None,
             finish_reason=d["finishReason"],
+            dialect=d.get("dialect"),
         )
 
 

@@ -67,7 +67,7 @@ def test_live_success_sends_our_contract_and_keeps_secrets_out(tmp_path: Path) -
     meta = result.meta()
     assert list(meta) == [
         "mode", "seed", "fixtureKey", "schemaVersion", "provider", "host", "model",
-        "requestId", "latencyMs", "usage", "finishReason",
+        "requestId", "latencyMs", "usage", "finishReason", "dialect",
     ]  # fmt: skip
     assert {k: v for k, v in meta.items() if k != "latencyMs"} == {
         "mode": "live",
@@ -80,6 +80,7 @@ def test_live_success_sends_our_contract_and_keeps_secrets_out(tmp_path: Path) -
         "requestId": "req_fake_1",
         "usage": {"promptTokens": 120, "completionTokens": 80, "totalTokens": 200},
         "finishReason": "stop",
+        "dialect": "openai",
     }
     assert isinstance(meta["latencyMs"], int)
     dumped = json.dumps(result.as_dict())

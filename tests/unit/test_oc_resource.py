@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dagster import EnvVar, job, op
 
-from pipelines.oc import OCError, ProviderConfig, fixture_key
+from pipelines.oc import OCError, ProviderConfig, fixture_key, localmodel
 from pipelines.oc.provider import _backoff_s
 from pipelines.oc.resource import OCResource, ScriptedOC
 from pipelines.settings import load
@@ -86,17 +86,27 @@ def test_scripted_oc_checks_its_plans_against_the_contract() -> None:
 
 def test_provider_config_from_settings_says_what_is_missing_and_hides_the_key(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OC_BASE_URL", "OC_MODEL"):
+    for name in ("OC_BASE_URL", "OC_MODEL", "OC_DIALECT", "OC_MAX_TOKENS", "OC_MODEL_PORT", "PORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OC_API_KEY", "sk-x")
+    # Nothing configured: the embedded model server, in its dialect, on PORT+3000, with a token cap.
+    embedded = ProviderConfig.from_settings(load())
+    assert (embedded.base_url, embedded.model, embedded.dialect, embedded.max_tokens, embedded.api_key) == (
+        "http://127.0.0.1:6001/v1", localmodel.MODEL_ID, "llama-cpp", localmodel.DEFAULT_MAX_TOKENS, None)
+    monkeypatch.setenv("OC_MODEL", "gpt-4o-mini")  # a model the embedded server does not serve
+    with pytest.raises(OCError, match="without OC_BASE_URL"):
+        ProviderConfig.from_settings(load())
+    monkeypatch.delenv("OC_MODEL")
+    monkeypatch.setenv("OC_BASE_URL", "https://api.example.test/v1")
     with pytest.raises(OCError) as caught:
         ProviderConfig.from_settings(load())
-    assert "OC_BASE_URL and OC_MODEL" in str(caught.value)
+    assert "set OC_MODEL with OC_BASE_URL" in str(caught.value)
     for name, value in {"OC_BASE_URL": "https://user:pw@api.example.test:8443/v1", "OC_MODEL": "m",
                         "OC_TIMEOUT_S": "2.5", "OC_MAX_RETRIES": "1"}.items():
         monkeypatch.setenv(name, value)
     config = ProviderConfig.from_settings(load())
     assert (config.timeout_s, config.max_retries, config.api_key) == (2.5, 1, "sk-x")
+    assert (config.dialect, config.max_tokens) == ("auto", None)  # elsewhere: discovered, provider's default
     assert config.host == "api.example.test"
     assert "sk-x" not in repr(config)
 
