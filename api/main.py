@@ -15,6 +15,7 @@ from api import errors, openapi, pools
 from api.deps import AppState
 from api.routes import artifacts, crashdemo, health, intents, runs
 from api.run_events import RunEvents
+from pipelines import telemetry
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
 from pipelines.store import db, repo
@@ -62,5 +63,7 @@ def create_app(state: AppState | None = None) -> FastAPI:
     for module in (health, intents, runs, artifacts, crashdemo):
         app.include_router(module.router)
     openapi.install(app, bearer=harness.settings.api_token is not None)
+    if telemetry.setup("api"):  # tracing configured (OTEL_*): server spans, a caller's traceparent joined
+        telemetry.instrument_app(app)
     return app
 

@@ -25,6 +25,7 @@ from dagster import (
     op,
 )
 
+from pipelines import telemetry
 from pipelines.jobs.steps import checkpointed
 from pipelines.oc.errors import OCError
 from pipelines.oc.resource import OCProducer
@@ -108,7 +109,12 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterato
                 job_spec = {"command": command["run"], "files": plan["files"], "timeout_ms": command["timeoutMs"],
                             "env": {}}
                 try:
-                    results.append({"name": command["name"], "result": sandbox.run(job_spec)})
+                    with telemetry.span(telemetry.SANDBOX_SPAN, {"harness.command": command["name"]}) as span:
+                        result = sandbox.run(job_spec)
+                        if span is not None:
+                            span.set_attributes({"harness.exit_code": result["exitCode"],
+                                                 "harness.timed_out": result["timedOut"]})
+                    results.append({"name": command["name"], "result": result})
                 except ArtifactTooLarge as exc:
                     # The same plan leaves the same file: a retry would fail the same way.
                     raise checkpoint.StepError("artifact_too_large", f"{command['name']!r} left {exc}",

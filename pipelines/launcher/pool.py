@@ -44,6 +44,7 @@ from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus
 
+from pipelines import telemetry
 from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, ping, read_line, worker_of
 from pipelines.launcher.version import code_version
 from pipelines.orchestration.dagster_internals import capture_interrupts, execute_run_body
@@ -51,7 +52,7 @@ from pipelines.orchestration.dagster_storage import SchemaCachingPostgresRunStor
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.store import run_workers
 
-__all__ = ["Pool", "ping", "serve", "thread_count"]
+__all__ = ["Pool", "exit_worker", "ping", "serve", "thread_count"]
 
 log = logging.getLogger("harness.pool")
 
@@ -65,6 +66,15 @@ UNFINISHED = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunSta
 
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+def exit_worker(code: int) -> None:
+    """A forked worker's only way out: flush its spans (``os._exit`` skips the SDK's atexit
+    flush, and the spans still batched would be lost) and its stdio, then exit at once."""
+    telemetry.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _exit_reason(status: int) -> str:
@@ -196,9 +206,7 @@ class Pool:
         except BaseException:
             traceback.print_exc()
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            exit_worker(code)
 
     def _stale_snapshot(self, run: Any) -> str | None:
         """Why the run must not execute here: the code server built it from other code."""
