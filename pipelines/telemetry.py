@@ -181,6 +181,15 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+def annotate(attributes: Mapping[str, Any]) -> None:
+    """Attributes on the current span (the request's, in a route), when tracing is active."""
+    if _provider is None:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attributes(dict(attributes))
+
+
 def _extract(traceparent: str | None) -> Any:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 

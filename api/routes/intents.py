@@ -81,7 +81,11 @@ async def run_intent(intent_id: str, request: Request, st: StateDep, key: Idempo
             lifecycle.launch(conn, dconn, st.dagster, INTENT, run_id)
         return run_id
 
-    return respond("run-accepted", {"runId": await run_in_threadpool(write_then_launch)}, 202)
+    run_id = await run_in_threadpool(write_then_launch)
+    # The runbook's traceId stays what the caller sent; on the span it is an attribute.
+    telemetry.annotate({"app.run_id": run_id, "app.intent_id": intent_id, "app.trace_id": body.get("traceId") or ""})
+    return respond("run-accepted", {"runId": run_id}, 202)
+
 
 
 @router.get("/intents", openapi_extra=io(responses={200: "intent-list", 400: "error"}))

@@ -66,7 +66,8 @@ def launch_tags(run: repo.Run, traceparent: str | None = None) -> dict[str, str]
 def reconciler_tags(run: repo.Run) -> dict[str, str]:
     """``launch_tags`` for a run the reconciler launches: its launch span joins the trace of the
     request that accepted the run (tracing on and the row kept that request's traceparent)."""
-    with telemetry.launch_span(run.traceparent, {"app.run_id": run.run_id, "harness.launched_by": "reconciler"}
+    with telemetry.launch_span(run.traceparent, {"app.run_id": run.run_id, "app.trace_id": run.trace_id or "",
+                                                   "harness.launched_by": "reconciler"}
                                ) as traceparent:
         return launch_tags(run, traceparent)
 
@@ -103,7 +104,8 @@ def launch(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: D
             return None
         if dagster_runs.root_run(dagster_conn, run_id) is None and not bounds.may_launch(conn, dagster_conn, run):
             return None
-        with telemetry.launch_span(run.traceparent, {"app.run_id": run_id, "harness.launched_by": "api"}
+        with telemetry.launch_span(run.traceparent, {"app.run_id": run_id, "app.trace_id": run.trace_id or "",
+                                                   "harness.launched_by": "api"}
                                    ) as traceparent:
             dagster_run_id = create_root(dagster_conn, client, target, run_id, launch_tags(run, traceparent))
         if dagster_run_id is not None:
