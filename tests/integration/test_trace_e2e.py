@@ -20,6 +20,7 @@ from pipelines import telemetry
 from pipelines.orchestration import lifecycle
 from pipelines.settings import Settings
 from pipelines.store import run_workers
+from scripts import stack
 from scripts.otlp_receiver import Receiver, Span
 from scripts.polling import poll
 from tests import per_checkout
@@ -202,3 +203,29 @@ def test_a_callers_traceparent_is_joined(api: httpx.Client, traced_stack: Settin
     assert request.parent_span_id == caller_span
     (run_span,) = [s for s in spans if s.name == telemetry.RUN_SPAN]
     assert run_span.attributes["dagster.run_id"] == dagster_run and run_span.links == ()
+
+
+def test_the_reconciler_launches_into_the_requests_trace(api: httpx.Client, traced_stack: Settings,
+                                                         receiver: Receiver) -> None:
+    """The API could not launch (webserver down): the outbox reconciler's launch span, made in the
+    code server from the row's traceparent, joins the request's trace, and so does the run."""
+    stack.stop(traced_stack, "webserver")
+    try:
+        intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+        run_id = api.post(f"/intents/{intent_id}/run", json={}).json()["runId"]
+        view = _wait_final(api, run_id, 120)
+    finally:
+        stack.up(traced_stack)
+    assert view["status"] == "succeeded"
+
+    def run_span_arrived() -> bool:
+        return any(s.name == telemetry.RUN_SPAN and s.attributes.get("app.run_id") == run_id
+                   for s in receiver.snapshot())
+
+    poll("the reconciled run's span at the receiver", run_span_arrived, 60, 0.2)
+    spans = {s.span_id: s for s in receiver.snapshot()}
+    (request,) = [s for s in spans.values() if s.kind == "server" and s.attributes.get("app.run_id") == run_id]
+    (run_span,) = [s for s in spans.values() if s.name == telemetry.RUN_SPAN and s.attributes.get("app.run_id") == run_id]
+    launch = spans[run_span.parent_span_id or ""]
+    assert launch.name == telemetry.LAUNCH_SPAN and launch.attributes["harness.launched_by"] == "reconciler"
+    assert launch.parent_span_id == request.span_id and launch.trace_id == run_span.trace_id == request.trace_id
