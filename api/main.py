@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from api import errors, openapi, pools
 from api.deps import AppState
-from api.routes import artifacts, crashdemo, health, intents, runs
+from api.metrics import Metrics, RequestMetrics
+from api.routes import artifacts, crashdemo, health, intents, metrics, runs
 from api.run_events import RunEvents
 from pipelines import telemetry
 from pipelines.orchestration.dagster_client import DagsterClient
@@ -60,8 +61,10 @@ def create_app(state: AppState | None = None) -> FastAPI:
                   description="Durable intent → run harness: intents in, Dagster runs, RunViews out.")
     app.state.harness = harness = state or build_state(load())
     errors.install(app)
-    for module in (health, intents, runs, artifacts, crashdemo):
+    for module in (health, intents, runs, artifacts, crashdemo, metrics):
         app.include_router(module.router)
+    app.state.metrics = Metrics(harness)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     openapi.install(app, bearer=harness.settings.api_token is not None)
     if telemetry.setup("api"):  # tracing configured (OTEL_*): server spans, a caller's traceparent joined
         telemetry.instrument_app(app)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines import telemetry
 from pipelines.orchestration import lifecycle
@@ -181,6 +182,17 @@ def test_one_trace_from_the_request_through_a_killed_attempt_to_every_op(
         assert statements and all(s.kind == "client" for s in statements), (op.name, statements)
         assert any("UPDATE" in s.name or "UPDATE" in str(s.attributes.get("db.statement", "")) for s in statements)
     assert persist_op.end_ns <= retry.end_ns
+
+    # The same story in /metrics, read from the rows: a retry, a dead worker reaped (by the pool,
+    # or by the reaper sensor if it looked first), two sandbox commands that exited 0, the live OC
+    # call's tokens; the pool answers its ping (the retry's worker may still be exiting).
+    metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(api.get("/metrics").text) for s in f.samples}
+    assert metrics[("harness_pool_up", ())] == 1 and metrics[("harness_pool_running", ())] in (0, 1), metrics
+    assert metrics[("harness_run_retries_total", ())] >= 1, metrics
+    assert sum(metrics[("harness_dagster_runs_reaped_total", (("by", by),))] for by in ("pool", "reaper")) >= 1, metrics
+    assert metrics[("harness_sandbox_commands_total", (("exit_code", "0"),))] >= 2
+    assert metrics[("harness_oc_tokens_total", (("kind", "total"), ("mode", "live")))] >= 200
 
 
 def test_a_callers_traceparent_is_joined(api: httpx.Client, traced_stack: Settings, receiver: Receiver) -> None:
