@@ -11,6 +11,7 @@ from pipelines.jobs.prune import prune, prune_schedules
 from pipelines.jobs.soak import crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
+from pipelines.resources.loggers import json_lines
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.alert_sensor import alert_delivery
 from pipelines.sensors.outbox_sensor import intent_outbox
@@ -35,4 +36,6 @@ defs = Definitions(
                          recordings_dir=str(settings.oc_recordings_dir)),
         "sandbox": SandboxResource(),
     },
+    # Run logs as JSON lines with the run's ids (pipelines/logs.py), or Dagster's default console.
+    loggers={"console": json_lines} if settings.log_format == "json" else None,
 )

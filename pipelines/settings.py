@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DB_NAME = "harness"
 RUN_LAUNCHERS = ("warm", "stock")
+LOG_FORMATS = ("json", "text")
 OC_MODES = ("replay", "record", "live")
 
 
@@ -70,6 +71,9 @@ VARIABLES = (
     Variable("HARNESS_ALERT_SECRET", "unset",
              "the HMAC-SHA256 key signing every alert (a secret; required with `HARNESS_ALERT_URLS`)"),
     Variable("HARNESS_ALERT_TIMEOUT_S", "5", "seconds per alert delivery attempt"),
+    Variable("HARNESS_LOG_FORMAT", "`json`",
+             "`json`: our processes and the run workers log one JSON object per line with the run's ids "
+             "(README: Logs); `text`: plain lines"),
     Variable("OTEL_EXPORTER_OTLP_ENDPOINT", "unset: tracing off",
              "when set (or the next one), every process exports its spans over OTLP/HTTP there "
              "(`http://collector:4318`); the SDK reads the other standard `OTEL_*` variables itself "
@@ -238,6 +242,7 @@ class Settings:
     alert_timeout_s: float = 5.0
     # OpenTelemetry traces (pipelines/telemetry.py): on only when an OTLP endpoint is configured.
     tracing: bool = False
+    log_format: str = "json"  # pipelines/logs.py
 
     @property
     def embedded(self) -> bool:
@@ -318,6 +323,7 @@ def load() -> Settings:
         alert_secret=alert_secret,
         alert_timeout_s=_seconds("HARNESS_ALERT_TIMEOUT_S", 5.0),
         tracing=_tracing(),
+        log_format=_choice("HARNESS_LOG_FORMAT", LOG_FORMATS),
     )
 
 

@@ -190,6 +190,21 @@ def annotate(attributes: Mapping[str, Any]) -> None:
     trace.get_current_span().set_attributes(dict(attributes))
 
 
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) in hex of the current span, else of this worker's run span; None when
+    tracing is off or there is neither (for log lines: pipelines/logs.py)."""
+    if _provider is None:
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid and _run is not None:
+        context = _run.span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
 def _extract(traceparent: str | None) -> Any:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 

@@ -20,6 +20,6 @@ def checkpointed(context: OpExecutionContext, conn: psycopg.Connection, *, run_i
                           allow_retries=exc.retryable) from exc
         if span is not None:
             span.set_attributes({"harness.step.attempt": result.attempt, "harness.step.reused": result.reused})
-    context.log.info(f"trace={trace_id} run={run_id} step={step} attempt={result.attempt}"
-                     + (" (checkpoint found: not redone)" if result.reused else ""))
+        context.log.info(f"trace={trace_id} run={run_id} step={step} attempt={result.attempt}"
+                         + (" (checkpoint found: not redone)" if result.reused else ""))
     return result

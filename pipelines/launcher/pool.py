@@ -44,7 +44,7 @@ from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus
 
-from pipelines import telemetry
+from pipelines import logs, telemetry
 from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, ping, read_line, worker_of
 from pipelines.launcher.version import code_version
 from pipelines.orchestration.dagster_internals import capture_interrupts, execute_run_body
@@ -193,6 +193,7 @@ class Pool:
             if run is not None and stale:
                 self.instance.report_run_failed(run, stale)
             elif run is not None and run.status == DagsterRunStatus.STARTING:
+                logs.bind(service="run-worker", dagster_run_id=run_id, app_run_id=run.tags.get("app/run_id"))
                 # Tagged before the run's first status write, so the two cannot race; a worker
                 # that dies before this line is failed by the pool (it knows the pid).
                 pid = os.getpid()

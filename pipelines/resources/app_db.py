@@ -9,7 +9,7 @@ import psycopg
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from pipelines import telemetry
+from pipelines import logs, telemetry
 from pipelines.store import run_workers
 
 
@@ -23,6 +23,7 @@ class AppDatabase(ConfigurableResource):
         # Register this process as the run's worker before any op runs, so the reaper can
         # tell a live run from one whose worker died.
         if context.run is not None:
+            logs.bind(dagster_run_id=context.run.run_id, app_run_id=context.run.tags.get("app/run_id"))
             # A traced run (its launch tagged it): spans for its statements and HTTP calls, set
             # up before this resource's connection opens.
             traced = telemetry.TRACEPARENT_TAG in context.run.tags and telemetry.setup("run-worker")

@@ -8,6 +8,7 @@ the run, and the retry's worker asks again and finishes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -193,6 +194,18 @@ def test_one_trace_from_the_request_through_a_killed_attempt_to_every_op(
     assert sum(metrics[("harness_dagster_runs_reaped_total", (("by", by),))] for by in ("pool", "reaper")) >= 1, metrics
     assert metrics[("harness_sandbox_commands_total", (("exit_code", "0"),))] >= 2
     assert metrics[("harness_oc_tokens_total", (("kind", "total"), ("mode", "live")))] >= 200
+
+    # grep run_… .data/log/*: the lines of both workers (the pool's log), as JSON with the run's
+    # ids; the retry's lines carry its trace and span ids. (Dagster's own processes print theirs
+    # in its text format: pipelines/logs.py.)
+    lines = [line for path in sorted(traced_stack.log_dir.glob("*.log"))
+             for line in path.read_text(errors="replace").splitlines() if run_id in line and line.startswith("{")]
+    docs = [json.loads(line) for line in lines]
+    assert {d["dagster_run_id"] for d in docs if d.get("service") == "run-worker"} == {first, second}, lines[:5]
+    assert all(d["app_run_id"] == run_id for d in docs if d.get("service") == "run-worker")
+    traced = [d for d in docs if d.get("dagster_run_id") == second and d.get("step") == "oc_plan"]
+    assert traced and all(d["trace_id"] == request.trace_id for d in traced), traced[:3]
+    assert any(d.get("span_id") == oc_op.span_id for d in traced), traced
 
 
 def test_a_callers_traceparent_is_joined(api: httpx.Client, traced_stack: Settings, receiver: Receiver) -> None:

@@ -18,7 +18,7 @@ from pipelines.settings import REPO_ROOT
 PIPELINES = REPO_ROOT / "pipelines"
 # Layer of each part of pipelines/, lowest first; a module may import its own layer or lower ones.
 LAYERS = [
-    {"settings", "clock", "telemetry"},
+    {"settings", "clock", "telemetry", "logs"},
     {"oc", "sandbox"},
     {"store"},
     {"orchestration"},
