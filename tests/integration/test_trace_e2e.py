@@ -254,3 +254,35 @@ def test_the_reconciler_launches_into_the_requests_trace(api: httpx.Client, trac
     launch = spans[run_span.parent_span_id or ""]
     assert launch.name == telemetry.LAUNCH_SPAN and launch.attributes["harness.launched_by"] == "reconciler"
     assert launch.parent_span_id == request.span_id and launch.trace_id == run_span.trace_id == request.trace_id
+
+
+@pytest.fixture(scope="module")
+def traced_stock_stack(test_databases: TestDatabases, receiver: Receiver, traced_stack: Settings) -> Iterator[Settings]:
+    """Dagster's stock launcher: each run worker is a fresh `dagster api execute_run` process."""
+    stack.down(traced_stack)  # one stack at a time on 2 cores (and the data dirs differ anyway)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in receiver.env().items():
+            mp.setenv(name, value)
+        mp.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+        yield from boot(test_databases, "stock", per_checkout.E2E_STOCK)
+
+
+def test_a_stock_launcher_worker_exports_its_run_and_ops(traced_stock_stack: Settings, receiver: Receiver) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{traced_stock_stack.api_port}", timeout=40) as api:
+        intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+        run_id = api.post(f"/intents/{intent_id}/run", json={}).json()["runId"]
+        view = _wait_final(api, run_id, 180)
+    assert view["status"] == "succeeded"
+
+    def ops_arrived() -> bool:
+        return len([s for s in receiver.snapshot() if s.name.startswith(telemetry.OP_SPAN)
+                    and s.attributes.get("app.run_id") == run_id]) == 3
+
+    poll("the stock worker's op spans at the receiver", ops_arrived, 60, 0.2)
+    spans = {s.span_id: s for s in receiver.snapshot()}
+    (request,) = [s for s in spans.values() if s.kind == "server" and s.attributes.get("app.run_id") == run_id]
+    (run_span,) = [s for s in spans.values() if s.name == telemetry.RUN_SPAN and s.attributes.get("app.run_id") == run_id]
+    assert spans[run_span.parent_span_id or ""].parent_span_id == request.span_id
+    assert run_span.trace_id == request.trace_id and run_span.service == "intent-harness-run-worker"
+    ops = sorted((s for s in spans.values() if s.parent_span_id == run_span.span_id), key=lambda s: s.start_ns)
+    assert [s.name for s in ops] == [f"{telemetry.OP_SPAN} {op}" for op in OPS]
