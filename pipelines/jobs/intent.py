@@ -183,9 +183,10 @@ def run_config(run_id: str) -> dict[str, Any]:
     """Every op of the job gets the app run id (from the job's own nodes, not a hand-kept list).
 
     The ``console`` logger is named so Dagster uses the job's own (the JSON lines of
-    pipelines/resources/loggers.py when ``HARNESS_LOG_FORMAT=json``) instead of its colored default."""
+    pipelines/resources/loggers.py when ``HARNESS_LOG_FORMAT=json``) instead of its colored default,
+    at its default's level (DEBUG: the run events)."""
     return {"ops": {node.name: {"config": {"run_id": run_id}} for node in intent_job.nodes},
-            "loggers": {"console": {"config": {}}}}
+            "loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
 
 
 INTENT = JobTarget(name=intent_job.name, run_config=run_config)
