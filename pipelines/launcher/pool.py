@@ -324,6 +324,7 @@ def serve(socket_path: Path, max_running: int, spool_dir: Path | None = None) ->
     sandbox = (defs.resources or {}).get("sandbox")
     if isinstance(sandbox, SandboxResource):
         log.info("sandbox: %s", sandbox.status()["reason"])
+    telemetry.preload()  # tracing on: the SDK imported once here, not in every worker (no thread started)
     if code_version() != version:
         _reexec("code changed while the pool was importing it")
     spool = spool_dir or socket_path.with_name("pool-spool")

@@ -142,6 +142,23 @@ def test_without_the_flush_the_forked_worker_loses_its_spans(monkeypatch: pytest
     assert receiver.snapshot() == [] and receiver.requests == 0
 
 
+def test_preload_imports_the_sdk_without_a_thread(receiver: Receiver) -> None:
+    """What the warm pool's parent calls before forking: the SDK imported, no provider, one thread."""
+    code = (
+        "import os, sys\n"
+        "from pipelines import telemetry\n"
+        "telemetry.preload()\n"
+        "assert 'opentelemetry.sdk.trace.export' in sys.modules\n"
+        "assert 'opentelemetry.instrumentation.psycopg' in sys.modules\n"
+        "assert not telemetry.active()\n"
+        "assert len(os.listdir('/proc/self/task')) == 1, os.listdir('/proc/self/task')\n"
+    )
+    env = {**{k: v for k, v in os.environ.items() if k not in OTEL_VARS}, **receiver.env()}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_dagster_run_span_ids_are_derived_and_stable() -> None:
     a, b = telemetry.span_id_of("run-a"), telemetry.span_id_of("run-b")
     assert a == telemetry.span_id_of("run-a") and a != b
