@@ -6,7 +6,9 @@ One run, same machine: boots the stack (own data dir and embedded PostgreSQL, po
 with the warm launcher, then again with tracing on (every process exporting its spans over
 OTLP/HTTP to the in-tree receiver, scripts/otlp_receiver.py), then with Dagster's stock launcher,
 and times N sequential replay-mode runs of the demo intent from `POST /intents/{id}/run` to the
-RunView saying `succeeded` (long-poll). Tracing's cost is the traced p50 over the untraced one.
+RunView saying `succeeded` (long-poll). Tracing's cost is the traced p50 over the untraced one;
+the two warm rows are measured in alternating blocks (`--blocks`, default 4: off, on, off, on, …,
+a fresh stack each), so the load of a shared machine drifting during the run falls on both alike.
 The reference executes the same `intent_job` N times in process (`execute_in_process` against the
 same Postgres run storage, with dagster-postgres's default unpooled connections): no launcher,
 no HTTP, but every storage write opens a connection, which the warm pool's workers do not.
@@ -97,14 +99,20 @@ def in_process(n: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench.intent_latency")
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--blocks", type=int, default=4, help="alternating off/on blocks of the warm rows")
     args = parser.parse_args()
     os.environ.setdefault("PORT", "3350")
     os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / "bench-intent"))
     receiver = Receiver()
     try:
-        rows = [("HTTP API, warm launcher, tracing off", over_http("warm", args.n))]
-        rows.append(("HTTP API, warm launcher, tracing on (OTLP/HTTP to the in-tree receiver)",
-                     over_http("warm", args.n, receiver)))
+        off: list[float] = []
+        on: list[float] = []
+        for block in range(args.blocks):
+            size = args.n // args.blocks + (1 if block < args.n % args.blocks else 0)
+            off += over_http("warm", size)
+            on += over_http("warm", size, receiver)
+        rows = [("HTTP API, warm launcher, tracing off", off),
+                ("HTTP API, warm launcher, tracing on (OTLP/HTTP to the in-tree receiver)", on)]
         rows.append(("HTTP API, stock launcher, tracing off", over_http("stock", args.n)))
         os.environ["APP_DATABASE_URL"] = db.app_url(load())
         rows.append(("in process, execute_in_process on unpooled storage", in_process(args.n)))
@@ -118,9 +126,9 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|")
     for name, s in rows:
         print(f"| {name} | {statistics.median(s):.3f} | {_pct(s, 90):.3f} | {min(s):.3f} | {max(s):.3f} |")
-    off, on = statistics.median(rows[0][1]), statistics.median(rows[1][1])
+    p50_off, p50_on = statistics.median(rows[0][1]), statistics.median(rows[1][1])
     spans = receiver.snapshot()
-    print(f"\ntracing on vs off, warm launcher: p50 {100 * (on - off) / off:+.1f} % "
+    print(f"\ntracing on vs off, warm launcher ({args.blocks} alternating blocks): p50 {100 * (p50_on - p50_off) / p50_off:+.1f} % "
           f"({len(spans)} spans received in {len({s.trace_id for s in spans})} traces, {len(receiver.errors)} errors)")
     return 0
 
