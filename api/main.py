@@ -13,8 +13,10 @@ from fastapi import FastAPI
 
 from api import errors, openapi, pools
 from api.deps import AppState
-from api.routes import artifacts, crashdemo, health, intents, runs
+from api.metrics import Metrics, RequestMetrics
+from api.routes import artifacts, crashdemo, health, intents, metrics, runs
 from api.run_events import RunEvents
+from pipelines import logs, telemetry
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
 from pipelines.store import db, repo
@@ -57,10 +59,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(state: AppState | None = None) -> FastAPI:
     app = FastAPI(title="intent-harness", version="0.1.0", lifespan=lifespan,
                   description="Durable intent → run harness: intents in, Dagster runs, RunViews out.")
+    if state is None:  # the served process (uvicorn's factory), not a test building an app in its own
+        logs.setup("api", load().log_format)
     app.state.harness = harness = state or build_state(load())
     errors.install(app)
-    for module in (health, intents, runs, artifacts, crashdemo):
+    for module in (health, intents, runs, artifacts, crashdemo, metrics):
         app.include_router(module.router)
+    app.state.metrics = Metrics(harness)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     openapi.install(app, bearer=harness.settings.api_token is not None)
+    if telemetry.setup("api"):  # tracing configured (OTEL_*): server spans, a caller's traceparent joined
+        telemetry.instrument_app(app)
     return app
 

@@ -11,6 +11,7 @@ from pipelines.jobs.prune import prune, prune_schedules
 from pipelines.jobs.soak import SOAK_ASSET, crashdemo_soak, crashdemo_soak_schedule
 from pipelines.oc.resource import OCResource
 from pipelines.resources.app_db import AppDatabase
+from pipelines.resources.loggers import json_lines
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.sensors.alert_sensor import alert_delivery
 from pipelines.sensors.outbox_sensor import intent_outbox
@@ -34,4 +35,6 @@ defs = Definitions(
         "oc": OCResource.from_settings(settings, api_key=EnvVar("OC_API_KEY") if settings.oc_api_key else None),
         "sandbox": SandboxResource(),
     },
+    # Run logs as JSON lines with the run's ids (pipelines/logs.py), or Dagster's default console.
+    loggers={"console": json_lines} if settings.log_format == "json" else None,
 )

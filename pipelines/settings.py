@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DB_NAME = "harness"
 RUN_LAUNCHERS = ("warm", "stock")
+LOG_FORMATS = ("json", "text")
 OC_MODES = ("replay", "record", "live")
 OC_DIALECTS = ("auto", "openai", "llama-cpp")
 
@@ -84,6 +85,17 @@ VARIABLES = (
     Variable("HARNESS_ALERT_SECRET", "unset",
              "the HMAC-SHA256 key signing every alert (a secret; required with `HARNESS_ALERT_URLS`)"),
     Variable("HARNESS_ALERT_TIMEOUT_S", "5", "seconds per alert delivery attempt"),
+    Variable("HARNESS_LOG_FORMAT", "`json`",
+             "`json`: our processes and the run workers log one JSON object per line with the run's ids "
+             "(README: Logs); `text`: plain lines"),
+    Variable("OTEL_EXPORTER_OTLP_ENDPOINT", "unset: tracing off",
+             "when set (or the next one), every process exports its spans over OTLP/HTTP there "
+             "(`http://collector:4318`); the SDK reads the other standard `OTEL_*` variables itself "
+             "(`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`, …)"),
+    Variable("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "unset",
+             "the traces endpoint in full (`http://collector:4318/v1/traces`); turns tracing on too"),
+    Variable("OTEL_TRACES_EXPORTER", "`otlp`", "`none` turns tracing off even with an endpoint set"),
+    Variable("OTEL_SDK_DISABLED", "`false`", "`true` turns tracing off even with an endpoint set"),
 )
 _DECLARED = frozenset(v.name for v in VARIABLES)
 
@@ -255,6 +267,9 @@ class Settings:
     alert_urls: tuple[str, ...] = ()  # empty: alerts off
     alert_secret: str | None = field(default=None, repr=False)
     alert_timeout_s: float = 5.0
+    # OpenTelemetry traces (pipelines/telemetry.py): on only when an OTLP endpoint is configured.
+    tracing: bool = False
+    log_format: str = "json"  # pipelines/logs.py
 
     @property
     def embedded(self) -> bool:
@@ -294,6 +309,19 @@ class Settings:
     @property
     def dagster_ui_url(self) -> str:
         return self.dagster_url_override or f"http://127.0.0.1:{self.dagster_ui_port}"
+
+
+def _tracing() -> bool:
+    """The standard ``OTEL_*`` variables decide: an OTLP endpoint set, the SDK not disabled and the
+    traces exporter not ``none`` (the only one the harness installs is OTLP/HTTP)."""
+    endpoint = _optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _optional("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ValueError(f"OTEL_EXPORTER_OTLP_ENDPOINT: expected an http(s):// URL, got {endpoint!r}")
+    disabled = _env("OTEL_SDK_DISABLED", "false").lower() == "true"
+    exporter = _env("OTEL_TRACES_EXPORTER", "otlp").lower()
+    if exporter not in ("otlp", "none"):
+        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r}: expected otlp or none")
+    return endpoint is not None and not disabled and exporter == "otlp"
 
 
 def load() -> Settings:
@@ -336,6 +364,8 @@ def load() -> Settings:
         alert_urls=alert_urls,
         alert_secret=alert_secret,
         alert_timeout_s=_seconds("HARNESS_ALERT_TIMEOUT_S", 5.0),
+        tracing=_tracing(),
+        log_format=_choice("HARNESS_LOG_FORMAT", LOG_FORMATS),
     )
 
 

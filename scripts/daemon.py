@@ -23,6 +23,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import Pool
 
+from pipelines import logs
+from pipelines.settings import load
+
 # dagster-webserver's defaults for its own pooled instance (statement timeout in ms).
 DAEMON_DB = {"statement_timeout": 15000, "pool_recycle": 3600, "max_overflow": 20}
 
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-w", "--workspace", required=True, help="workspace.yaml naming the code location")
     args = parser.parse_args(argv)
+    logs.setup("daemon", load().log_format)  # our loggers (the reconciler's, the reaper's); Dagster's keep theirs
 
     from dagster import DagsterInstance
 

@@ -9,9 +9,9 @@ Defaults from the settings (``HARNESS_POOL_SOCKET``, ``HARNESS_POOL_MAX_RUNNING`
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from pipelines import logs
 from pipelines.settings import load
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.max_running < 1:
         parser.error("--max-running must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup("pool", settings.log_format)
     from pipelines.launcher.pool import serve  # imports dagster: after argument errors are reported
 
     serve(Path(args.socket), args.max_running)

@@ -13,6 +13,7 @@ from api.errors import ApiError
 from api.openapi import io
 from api.respond import not_found, respond
 from contracts import Violation
+from pipelines import telemetry
 from pipelines.jobs.intent import INTENT
 from pipelines.orchestration import lifecycle
 from pipelines.store import listing, repo
@@ -61,6 +62,7 @@ async def run_intent(intent_id: str, request: Request, st: StateDep, key: Idempo
     oc = body.get("oc", {})
     options = {"oc": {"mode": oc.get("mode", "replay"), "seed": oc.get("seed", 0)}}
     _check_oc_mode(options["oc"]["mode"], st.settings.oc_modes)
+    traceparent = telemetry.current_traceparent()  # this request's span (tracing on), kept on the row
 
     def write_then_launch() -> str:
         # Outbox: the run row commits first; a launch that fails here is retried by the
@@ -70,7 +72,8 @@ async def run_intent(intent_id: str, request: Request, st: StateDep, key: Idempo
                 raise not_found("intent", intent_id)
             try:
                 run_id, _ = repo.create_run(conn, run_id=st.new_id("run"), intent_id=intent_id,
-                                            trace_id=body.get("traceId"), options=options, idempotency_key=key)
+                                            trace_id=body.get("traceId"), options=options, idempotency_key=key,
+                                            traceparent=traceparent)
             except repo.IdempotencyConflict:
                 raise ApiError(409, "idempotency_conflict",
                                "this Idempotency-Key was used with a different request") from None
@@ -78,7 +81,11 @@ async def run_intent(intent_id: str, request: Request, st: StateDep, key: Idempo
             lifecycle.launch(conn, dconn, st.dagster, INTENT, run_id)
         return run_id
 
-    return respond("run-accepted", {"runId": await run_in_threadpool(write_then_launch)}, 202)
+    run_id = await run_in_threadpool(write_then_launch)
+    # The runbook's traceId stays what the caller sent; on the span it is an attribute.
+    telemetry.annotate({"app.run_id": run_id, "app.intent_id": intent_id, "app.trace_id": body.get("traceId") or ""})
+    return respond("run-accepted", {"runId": run_id}, 202)
+
 
 
 @router.get("/intents", openapi_extra=io(responses={200: "intent-list", 400: "error"}))

@@ -27,6 +27,7 @@ from dagster import (
     op,
 )
 
+from pipelines import telemetry
 from pipelines.jobs.steps import checkpointed
 from pipelines.oc.errors import OCError
 from pipelines.oc.resource import OCProducer
@@ -124,7 +125,12 @@ def sandbox_run(context: OpExecutionContext, config: IntentRunConfig) -> Iterato
                 job_spec = {"command": command["run"], "files": plan["files"], "timeout_ms": command["timeoutMs"],
                             "env": {}}
                 try:
-                    results.append({"name": command["name"], "result": sandbox.run(job_spec)})
+                    with telemetry.span(telemetry.SANDBOX_SPAN, {"harness.command": command["name"]}) as span:
+                        result = sandbox.run(job_spec)
+                        if span is not None:
+                            span.set_attributes({"harness.exit_code": result["exitCode"],
+                                                 "harness.timed_out": result["timedOut"]})
+                    results.append({"name": command["name"], "result": result})
                 except ArtifactTooLarge as exc:
                     # The same plan leaves the same file: a retry would fail the same way.
                     raise checkpoint.StepError("artifact_too_large", f"{command['name']!r} left {exc}",
@@ -190,8 +196,13 @@ def intent_job() -> None:
 
 
 def run_config(run_id: str) -> dict[str, Any]:
-    """Every op of the job gets the app run id (from the job's own nodes, not a hand-kept list)."""
-    return {"ops": {node.name: {"config": {"run_id": run_id}} for node in intent_job.nodes}}
+    """Every op of the job gets the app run id (from the job's own nodes, not a hand-kept list).
+
+    The ``console`` logger is named so Dagster uses the job's own (the JSON lines of
+    pipelines/resources/loggers.py when ``HARNESS_LOG_FORMAT=json``) instead of its colored default,
+    at its default's level (DEBUG: the run events)."""
+    return {"ops": {node.name: {"config": {"run_id": run_id}} for node in intent_job.nodes},
+            "loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
 
 
 INTENT = JobTarget(name=intent_job.name, run_config=run_config)

@@ -44,6 +44,7 @@ from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus
 
+from pipelines import logs, telemetry
 from pipelines.launcher.protocol import WORKER_PID_START_TAG, WORKER_PID_TAG, ping, read_line, worker_of
 from pipelines.launcher.version import code_version
 from pipelines.orchestration.dagster_internals import capture_interrupts, execute_run_body
@@ -51,7 +52,7 @@ from pipelines.orchestration.dagster_storage import SchemaCachingPostgresRunStor
 from pipelines.sandbox.resource import SandboxResource
 from pipelines.store import run_workers
 
-__all__ = ["Pool", "ping", "serve", "thread_count"]
+__all__ = ["Pool", "exit_worker", "ping", "serve", "thread_count"]
 
 log = logging.getLogger("harness.pool")
 
@@ -65,6 +66,15 @@ UNFINISHED = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunSta
 
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+def exit_worker(code: int) -> None:
+    """A forked worker's only way out: flush its spans (``os._exit`` skips the SDK's atexit
+    flush, and the spans still batched would be lost) and its stdio, then exit at once."""
+    telemetry.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _exit_reason(status: int) -> str:
@@ -183,6 +193,7 @@ class Pool:
             if run is not None and stale:
                 self.instance.report_run_failed(run, stale)
             elif run is not None and run.status == DagsterRunStatus.STARTING:
+                logs.bind(service="run-worker", dagster_run_id=run_id, app_run_id=run.tags.get("app/run_id"))
                 # Tagged before the run's first status write, so the two cannot race; a worker
                 # that dies before this line is failed by the pool (it knows the pid).
                 pid = os.getpid()
@@ -196,9 +207,7 @@ class Pool:
         except BaseException:
             traceback.print_exc()
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            exit_worker(code)
 
     def _stale_snapshot(self, run: Any) -> str | None:
         """Why the run must not execute here: the code server built it from other code."""
@@ -315,6 +324,7 @@ def serve(socket_path: Path, max_running: int, spool_dir: Path | None = None) ->
     sandbox = (defs.resources or {}).get("sandbox")
     if isinstance(sandbox, SandboxResource):
         log.info("sandbox: %s", sandbox.status()["reason"])
+    telemetry.preload()  # tracing on: the SDK imported once here, not in every worker (no thread started)
     if code_version() != version:
         _reexec("code changed while the pool was importing it")
     spool = spool_dir or socket_path.with_name("pool-spool")

@@ -202,3 +202,14 @@ def failure_message(conn: psycopg.Connection, dagster_run_id: str) -> str | None
         return None
     entry = json.loads(row[0])
     return str((entry.get("dagster_event") or {}).get("message") or entry.get("user_message") or "")
+
+
+def reaped_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Dagster runs failed because their worker was gone, by who noticed: the reaper sensor
+    (``reaped: ...``, orchestration/reaper.py) or the warm pool reaping its dead child
+    (``run worker pid N ... before the run finished``, launcher/pool.py)."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE event LIKE %s), count(*) FILTER (WHERE event LIKE %s) FROM event_logs "
+        "WHERE dagster_event_type = 'PIPELINE_FAILURE'",
+        ("%reaped: %", "%run worker pid % before the run finished%")).fetchone()
+    return {"reaper": int(row[0]), "pool": int(row[1])} if row else {"reaper": 0, "pool": 0}

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 
+from pipelines import telemetry
 from pipelines.orchestration import alerts, bounds, dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, DagsterRun
@@ -52,11 +53,23 @@ class Conflict(Exception):
     """The run is not in a state that allows the request (cancel a succeeded run, resume a live one)."""
 
 
-def launch_tags(run: repo.Run) -> dict[str, str]:
+def launch_tags(run: repo.Run, traceparent: str | None = None) -> dict[str, str]:
+    """The root Dagster run's tags; ``traceparent`` (tracing on) puts the run in the launch's trace."""
     tags = {APP_RUN_TAG: run.run_id, **bounds.tags(bounds.of(run.constraints))}
     if run.trace_id:
         tags[TRACE_TAG] = run.trace_id
+    if traceparent:
+        tags[telemetry.TRACEPARENT_TAG] = traceparent
     return tags
+
+
+def reconciler_tags(run: repo.Run) -> dict[str, str]:
+    """``launch_tags`` for a run the reconciler launches: its launch span joins the trace of the
+    request that accepted the run (tracing on and the row kept that request's traceparent)."""
+    with telemetry.launch_span(run.traceparent, {"app.run_id": run.run_id, "app.trace_id": run.trace_id or "",
+                                                   "harness.launched_by": "reconciler"}
+                               ) as traceparent:
+        return launch_tags(run, traceparent)
 
 
 def create_root(dagster_conn: psycopg.Connection, client: DagsterClient, target: JobTarget, app_id: str,
@@ -91,7 +104,10 @@ def launch(conn: psycopg.Connection, dagster_conn: psycopg.Connection, client: D
             return None
         if dagster_runs.root_run(dagster_conn, run_id) is None and not bounds.may_launch(conn, dagster_conn, run):
             return None
-        dagster_run_id = create_root(dagster_conn, client, target, run_id, launch_tags(run))
+        with telemetry.launch_span(run.traceparent, {"app.run_id": run_id, "app.trace_id": run.trace_id or "",
+                                                   "harness.launched_by": "api"}
+                                   ) as traceparent:
+            dagster_run_id = create_root(dagster_conn, client, target, run_id, launch_tags(run, traceparent))
         if dagster_run_id is not None:
             repo.mark_launched(conn, run_id)
         return dagster_run_id

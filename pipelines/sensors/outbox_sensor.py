@@ -22,5 +22,5 @@ def intent_outbox(context: SensorEvaluationContext) -> list[RunRequest] | SkipRe
         return SkipReason("every committed run has a Dagster run")
     context.log.info(f"launching {len(pending)} committed run(s) the API did not: "
                      + ", ".join(run.run_id for run in pending))
-    return [RunRequest(run_key=run.run_id, run_config=INTENT.run_config(run.run_id), tags=lifecycle.launch_tags(run))
+    return [RunRequest(run_key=run.run_id, run_config=INTENT.run_config(run.run_id), tags=lifecycle.reconciler_tags(run))
             for run in pending]

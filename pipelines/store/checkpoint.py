@@ -17,7 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pipelines import clock
+from pipelines import clock, telemetry
 
 Effect = Callable[[psycopg.Connection], None]
 MAX_ERROR_CHARS = 2000  # what a failed step's row keeps of its message (the RunView shows it whole)
@@ -84,7 +84,7 @@ def commit(
     Returns (output, applied). When another execution committed the step first, its output is
     returned and this execution's effect is not applied.
     """
-    with conn.transaction():
+    with telemetry.span(telemetry.COMMIT_SPAN, {"app.run_id": run_id, "harness.step": step}), conn.transaction():
         row = conn.execute(
             "SELECT status, output FROM app.run_steps WHERE run_id = %s AND step = %s FOR UPDATE",
             (run_id, step),

@@ -40,6 +40,8 @@ class Run:
     created_at: datetime
     # The intent's constraints as accepted (the run's bounds come from them: orchestration/bounds).
     constraints: dict[str, Any] = field(default_factory=dict)
+    # The W3C traceparent of the request that accepted the run (tracing on; pipelines/telemetry.py).
+    traceparent: str | None = None
 
 
 class IdempotencyConflict(Exception):
@@ -92,19 +94,20 @@ def get_intent(conn: psycopg.Connection, intent_id: str) -> dict[str, Any] | Non
 
 
 def create_run(conn: psycopg.Connection, *, run_id: str, intent_id: str, trace_id: str | None,
-               options: dict[str, Any], idempotency_key: str | None) -> tuple[str, bool]:
+               options: dict[str, Any], idempotency_key: str | None,
+               traceparent: str | None = None) -> tuple[str, bool]:
     digest = sha256(canonical_json({"intentId": intent_id, "traceId": trace_id, "options": options}))
     now = clock.now()
     return _insert_once(
         conn, table="runs", id_column="run_id", idempotency_key=idempotency_key, digest=digest,
         insert="""
         INSERT INTO app.runs (run_id, intent_id, trace_id, options, idempotency_key, request_sha256, created_at,
-                              status_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                              status_at, traceparent)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING run_id
         """,
-        params=(run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, now, now),
+        params=(run_id, intent_id, trace_id, Jsonb(options), idempotency_key, digest, now, now, traceparent),
     )
 
 
@@ -114,7 +117,8 @@ def get_run(conn: psycopg.Connection, run_id: str, *, for_update: bool = False,
     lock = " FOR UPDATE OF r SKIP LOCKED" if skip_locked else " FOR UPDATE OF r" if for_update else ""
     row = conn.execute(
         "SELECT r.run_id, r.intent_id, r.trace_id, r.options, r.launched_at, r.canceled_at, r.created_at, "
-        "i.constraints FROM app.runs r JOIN app.intents i USING (intent_id) WHERE r.run_id = %s" + lock,
+        "i.constraints, r.traceparent FROM app.runs r JOIN app.intents i USING (intent_id) WHERE r.run_id = %s"
+        + lock,
         (run_id,),
     ).fetchone()
     return Run(*row) if row else None

@@ -45,6 +45,18 @@ def register(conn: psycopg.Connection, dagster_run_id: str) -> None:
     )
 
 
+def mark_span_ended(conn: psycopg.Connection, dagster_run_id: str) -> None:
+    """Its run span was ended and exported (pipelines/telemetry.py): no successor records it."""
+    conn.execute("UPDATE app.run_workers SET span_ended_at = now() WHERE dagster_run_id = %s", (dagster_run_id,))
+
+
+def span_lost(conn: psycopg.Connection, dagster_run_id: str) -> bool:
+    """The run had a worker that never ended its run span (it was killed)."""
+    row = conn.execute("SELECT span_ended_at IS NULL FROM app.run_workers WHERE dagster_run_id = %s",
+                       (dagster_run_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def lookup(conn: psycopg.Connection, dagster_run_id: str) -> tuple[str, int, int] | None:
     row = conn.execute(
         "SELECT hostname, pid, pid_start_ticks FROM app.run_workers WHERE dagster_run_id = %s",

@@ -1,7 +1,7 @@
 """Imports point down the layers (read statically from every module's source):
 
     entry points (definitions, launcher/)  →  jobs/ + sensors/  →  resources/  →
-    orchestration/  →  store/  →  domain (oc/, sandbox/)  →  settings, clock
+    orchestration/  →  store/  →  domain (oc/, sandbox/)  →  settings, clock, telemetry
 
 and in the domain packages only the resources import dagster.
 """
@@ -18,7 +18,7 @@ from pipelines.settings import REPO_ROOT
 PIPELINES = REPO_ROOT / "pipelines"
 # Layer of each part of pipelines/, lowest first; a module may import its own layer or lower ones.
 LAYERS = [
-    {"settings", "clock"},
+    {"settings", "clock", "telemetry", "logs"},
     {"oc", "sandbox"},
     {"store"},
     {"orchestration"},
@@ -87,4 +87,4 @@ def test_only_resources_import_dagster_in_the_domain_packages(package: str) -> N
 def test_the_store_imports_only_settings_and_clock_beside_itself() -> None:
     for path in (PIPELINES / "store").rglob("*.py"):
         parts = {_part(m) for m in _imports(path)} - {None}
-        assert parts <= {"store", "settings", "clock"}, path
+        assert parts <= {"store", "settings", "clock", "telemetry"}, path
