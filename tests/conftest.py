@@ -25,7 +25,7 @@ from scripts import suite
 # Under .data/test*: `mise run down` stops what a killed session left there (scripts/suite.py).
 TEST_DATA_DIR = Path(os.environ.get("HARNESS_TEST_DATA_DIR") or REPO_ROOT / ".data" / "test").resolve()
 APP_TABLES = ("app.alerts", "app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",
-              "app.run_workers", "app.hello", "app.soak_results")
+              "app.run_workers", "app.worker_leases", "app.hello", "app.soak_results")
 
 
 @dataclass(frozen=True)

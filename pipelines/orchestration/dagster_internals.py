@@ -14,6 +14,11 @@ Warm run launcher (``pipelines/launcher``):
 - ``capture_interrupts``: turns SIGINT into Dagster's cooperative run termination, as
   ``dagster api execute_run`` wraps its body.
 
+Celery worker hosts (``pipelines/launcher/celery_app.py``):
+
+- ``ExecuteRunArgs`` and ``unpack_value``: what dagster-celery's ``CeleryRunLauncher`` packs into
+  its ``execute_job`` task, unpacked as ``dagster_celery.tasks`` does.
+
 Daemon with pooled storage (``scripts/daemon.py``):
 
 - ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
@@ -28,7 +33,8 @@ from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.controller import daemon_controller_from_instance
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, unpack_value
 from dagster._utils.interrupts import capture_interrupts
 
 PINNED_DAGSTER = "1.13.27"
@@ -39,6 +45,7 @@ __all__ = [
     "ConfigurableClass",
     "ConfigurableClassData",
     "DagsterLaunchFailedError",
+    "ExecuteRunArgs",
     "LaunchRunContext",
     "RunLauncher",
     "WorkerStatus",
@@ -46,4 +53,5 @@ __all__ = [
     "capture_interrupts",
     "daemon_controller_from_instance",
     "execute_run_body",
+    "unpack_value",
 ]

@@ -9,7 +9,7 @@ import psycopg
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from pipelines.store import run_workers
+from pipelines.store import leases, run_workers
 
 
 class AppDatabase(ConfigurableResource):
@@ -23,7 +23,7 @@ class AppDatabase(ConfigurableResource):
         # tell a live run from one whose worker died.
         if context.run is not None:
             with self.connection() as conn:
-                run_workers.register(conn, context.run.run_id)
+                run_workers.register(conn, context.run.run_id, leases.current())
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._conn is not None:
