@@ -65,18 +65,19 @@ def start(settings: Settings, port: int | None = None) -> int:
     return proc.pid
 
 
-def up(settings: Settings, timeout_s: float = 20.0) -> int | None:
-    """Start the embedded broker unless it runs (None with BROKER_URL); return once it answers."""
+def up(settings: Settings, timeout_s: float = 20.0, port: int | None = None) -> int | None:
+    """Start the embedded broker unless it runs (None with BROKER_URL); return once it answers.
+    ``port``: another than PORT+4000 (the test suite's own broker)."""
     if not settings.embedded_broker:
         return None
+    port = port or settings.broker_port
     pid = running(settings)
     if pid is None:
-        if ports.in_use(settings.broker_port):
-            raise SystemExit(f"broker: port {settings.broker_port} is in use by "
-                             f"{ports.holder(settings.broker_port) or 'a process not visible here'}")
-        pid = start(settings)
+        if ports.in_use(port):
+            raise SystemExit(f"broker: port {port} is in use by {ports.holder(port) or 'a process not visible here'}")
+        pid = start(settings, port)
     deadline = time.monotonic() + timeout_s
-    while not ping(settings.broker_url):
+    while not ping(f"redis://127.0.0.1:{port}/0"):
         if running(settings) is None:
             raise SystemExit(f"redis-server exited during start-up; see {settings.log_dir / (NAME + '.log')}")
         if time.monotonic() > deadline:

@@ -1,0 +1,107 @@
+"""HARNESS_RUN_LAUNCHER=celery as real processes: the stack (code server, daemon, webserver, API)
+launching through Dagster's CeleryRunLauncher onto the suite's Redis, and two worker hosts
+(``WORKERS=2``), each its own process tree, data dir and heartbeat lease. Intents over HTTP spread
+over both workers and succeed exactly once; a worker host SIGKILLed as a whole (a lost machine)
+has its run reaped by lease expiry and resumed from failure on the other, effects exactly once.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from pipelines.settings import Settings, load
+from scripts import crashdemo_proof as proof
+from scripts import stack
+from tests import per_checkout
+from tests.conftest import TEST_DATA_DIR, TestDatabases
+from tests.integration.test_stack_e2e import DEMO, _wait_final
+
+N_INTENTS = 6
+
+
+@pytest.fixture(scope="module")
+def celery_stack(test_databases: TestDatabases, test_broker: str) -> Iterator[Settings]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATABASE_URL", test_databases.app_url)
+        mp.setenv("APP_DATABASE_URL", test_databases.app_url)
+        mp.setenv("DAGSTER_DATABASE_URL", test_databases.dagster_url)
+        mp.setenv("HARNESS_DATA_DIR", str(TEST_DATA_DIR / "stack-celery"))
+        mp.setenv("HARNESS_RUN_LAUNCHER", "celery")
+        mp.setenv("BROKER_URL", test_broker)
+        mp.setenv("WORKERS", "2")
+        mp.setenv("PORT", str(per_checkout.E2E_CELERY))
+        for var in ("DAGSTER_PORT", "DAGSTER_GRPC_PORT", "API_TOKEN", "HARNESS_WORKER_LEASE"):
+            mp.delenv(var, raising=False)
+        settings = load()
+        try:
+            stack.up(settings)
+            yield settings
+        finally:
+            stack.down(settings)
+
+
+@pytest.fixture
+def api(celery_stack: Settings) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"http://127.0.0.1:{celery_stack.api_port}", timeout=40) as client:
+        yield client
+
+
+def _workers_of(app_url: str, dagster_run_ids: list[str]) -> dict[str, str]:
+    with psycopg.connect(app_url) as conn:
+        rows = conn.execute("SELECT dagster_run_id, worker FROM app.run_workers WHERE dagster_run_id = ANY(%s)",
+                            (dagster_run_ids,)).fetchall()
+    return dict(rows)
+
+
+def test_intents_over_http_spread_over_both_workers_each_once(api: httpx.Client, celery_stack: Settings,
+                                                              test_databases: TestDatabases) -> None:
+    intent_id = api.post("/intents", json=DEMO).json()["intentId"]
+    run_ids = [api.post(f"/intents/{intent_id}/run", json={"traceId": f"celery-{i}"}).json()["runId"]
+               for i in range(N_INTENTS)]
+    views = [_wait_final(api, run_id, 180) for run_id in run_ids]
+    assert [v["status"] for v in views] == ["succeeded"] * N_INTENTS
+    for view in views:  # exactly once: one Dagster run, every step done on its first attempt
+        assert len(view["dagsterRuns"]) == 1, view["dagsterRuns"]
+        assert [(s["status"], s["attempts"]) for s in view["steps"]] == [("succeeded", 1)] * 3, view["steps"]
+    workers = _workers_of(test_databases.app_url, [v["dagsterRuns"][0]["runId"] for v in views])
+    assert len(workers) == N_INTENTS
+    assert set(workers.values()) == {"worker-1", "worker-2"}, workers
+    with psycopg.connect(test_databases.app_url) as conn:
+        (artifacts,) = conn.execute("SELECT count(DISTINCT run_id) FROM app.artifacts WHERE run_id = ANY(%s)",
+                                    (run_ids,)).fetchone()
+    assert artifacts == N_INTENTS
+
+
+def test_a_lost_worker_host_is_reaped_by_its_lease_and_resumed_on_the_other(
+        celery_stack: Settings, test_databases: TestDatabases) -> None:
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    wf = "wf-celery-lost-host"
+    first = proof.launch(celery_stack, app_url, wf, "s2_before_commit", proof.PAUSE_S)
+    proof.poll("s2 to start", lambda: proof._step_running(app_url, wf, "s2"), 60, 0.1)
+    proof.poll("the run to register its worker", lambda: first in _workers_of(app_url, [first]), 30, 0.1)
+    lost = _workers_of(app_url, [first])[first]
+    # The whole worker host at once: its agent (the heartbeat), Celery and the run's child.
+    stack.kill(celery_stack, [lost], signal.SIGKILL)
+    try:
+        proof.poll("the run group to settle", lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].settled,
+                   120, 0.5)
+        runs = proof.group(dagster_url, wf)
+        assert [r.status for r in runs] == ["FAILURE", "SUCCESS"]
+        assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
+        resumed = _workers_of(app_url, [runs[-1].run_id])[runs[-1].run_id]
+        assert resumed != lost
+        with psycopg.connect(dagster_url) as conn:
+            (reason,) = conn.execute(
+                "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
+                (first,)).fetchone()
+        assert "lease" in reason and lost in reason
+    finally:
+        stack.up(celery_stack)  # the lost host comes back (with a new lease epoch)
+    with psycopg.connect(app_url) as conn:
+        (epoch,) = conn.execute("SELECT epoch FROM app.worker_leases WHERE worker = %s", (lost,)).fetchone()
+    assert epoch >= 2
