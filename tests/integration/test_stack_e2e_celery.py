@@ -7,6 +7,8 @@ has its run reaped by lease expiry and resumed from failure on the other, effect
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from collections.abc import Iterator
 
@@ -105,3 +107,52 @@ def test_a_lost_worker_host_is_reaped_by_its_lease_and_resumed_on_the_other(
     with psycopg.connect(app_url) as conn:
         (epoch,) = conn.execute("SELECT epoch FROM app.worker_leases WHERE worker = %s", (lost,)).fetchone()
     assert epoch >= 2
+
+
+def _tree(pid: int) -> list[int]:
+    from scripts.worker import descendants
+
+    return [pid, *descendants(pid)]
+
+
+def test_a_worker_host_back_after_its_lease_expired_cannot_finish_its_run(
+        celery_stack: Settings, test_databases: TestDatabases) -> None:
+    """The host is frozen (SIGSTOP, like a partition) past its lease; its run is reaped and finished
+    on the other worker; then the host wakes up inside the step it was running. The fence refuses
+    its commit (its agent also kills its Celery tree on finding the lease lost): one mark per step,
+    and the reaped run stays failed."""
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    wf = "wf-celery-comeback"
+    pause_s = 3 * celery_stack.lease_ttl_s  # still inside the step when it wakes up
+    first = proof.launch(celery_stack, app_url, wf, "s2_before_commit", pause_s)
+    proof.poll("s2 to start", lambda: proof._step_running(app_url, wf, "s2"), 60, 0.1)
+    proof.poll("the run to register its worker", lambda: first in _workers_of(app_url, [first]), 30, 0.1)
+    frozen = _workers_of(app_url, [first])[first]
+    agent = stack.read_pid(celery_stack, frozen)
+    assert agent is not None
+    tree = _tree(agent)
+    for pid in tree:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        proof.poll("the run to be re-executed elsewhere and succeed",
+                   lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].status == "SUCCESS", 120, 0.5)
+    finally:
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    # Awake: it either meets the fence at commit or is killed by its agent first; then its agent
+    # takes a new epoch.
+    with psycopg.connect(app_url) as conn:
+        proof.poll("the frozen worker to take a new lease", lambda: conn.execute(
+            "SELECT epoch > %s FROM app.worker_leases WHERE worker = %s",
+            (_lease_epoch(app_url, first), frozen)).fetchone()[0], 60, 0.2)
+    runs = proof.group(dagster_url, wf)
+    assert [r.status for r in runs] == ["FAILURE", "SUCCESS"], runs
+    assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
+    stack.up(celery_stack)
+
+
+def _lease_epoch(app_url: str, dagster_run_id: str) -> int:
+    with psycopg.connect(app_url) as conn:
+        return int(conn.execute("SELECT lease_epoch FROM app.run_workers WHERE dagster_run_id = %s",
+                                (dagster_run_id,)).fetchone()[0])
