@@ -45,6 +45,9 @@ STOCK_COORDINATOR = {
 }
 
 
+CELERY_START_TIMEOUT_S = 180
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -53,16 +56,21 @@ class Component:
 
 
 def celery_dagster_config(settings: Settings) -> dict:
-    """dagster.yaml for HARNESS_RUN_LAUNCHER=celery: dagster-celery's CeleryRunLauncher onto the
-    broker, launching at once (the broker is the queue; workers cap concurrency)."""
+    """dagster.yaml for HARNESS_RUN_LAUNCHER=celery: dagster-celery's CeleryRunLauncher (with the
+    harness's health check and cancel, pipelines/launcher/celery_launcher.py) onto the broker,
+    launching at once (the broker is the queue; workers cap concurrency)."""
     from pipelines.launcher.celery_app import celery_config
 
     config = yaml.safe_load((settings.dagster_home / "dagster.yaml").read_text())
     config["run_launcher"] = {
-        "module": "dagster_celery.launcher", "class": "CeleryRunLauncher",
+        "module": "pipelines.launcher.celery_launcher", "class": "HarnessCeleryRunLauncher",
         "config": {"broker": settings.broker_url, "backend": settings.result_backend_url,
                    "default_queue": "dagster", "config_source": celery_config(settings)},
     }
+    # A run waiting in the broker behind a backlog is STARTING; with the default 30 s, a burst on
+    # one worker had its tail failed (then retried) while merely queued. A run lost with a
+    # restarted broker is failed (and retried) after this long instead.
+    config["run_monitoring"]["start_timeout_seconds"] = CELERY_START_TIMEOUT_S
     return config
 
 

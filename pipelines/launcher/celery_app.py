@@ -36,6 +36,7 @@ from dagster_celery.config import TASK_EXECUTE_JOB_NAME
 from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
+from pipelines.launcher.celery_launcher import LEASE_EPOCH_TAG, WORKER_TAG
 from pipelines.orchestration.dagster_internals import (
     ExecuteRunArgs,
     capture_interrupts,
@@ -47,8 +48,6 @@ from pipelines.settings import Settings, load
 
 log = logging.getLogger("harness.celery")
 
-WORKER_TAG = "harness/worker"
-LEASE_EPOCH_TAG = "harness/lease_epoch"
 TASK_TAG_WAIT_S = 10.0
 # Pooled engines in the run's child, as the warm pool's workers (pipelines/launcher/pool.py).
 WORKER_DB = {"statement_timeout": 0, "pool_recycle": 3600, "max_overflow": 10}

@@ -24,9 +24,10 @@ from typing import Any
 
 import psycopg
 
-from pipelines.orchestration import alerts, bounds, dagster_runs
+from pipelines.orchestration import alerts, bounds, dagster_runs, routing
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, DagsterRun
+from pipelines.settings import load
 from pipelines.store import repo
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Conflict(Exception):
 
 def launch_tags(run: repo.Run) -> dict[str, str]:
     tags = {APP_RUN_TAG: run.run_id, **bounds.tags(bounds.of(run.constraints))}
+    if load().run_launcher == "celery":  # the broker queue and priority of the run's class
+        tags.update(routing.tags(run.constraints))
     if run.trace_id:
         tags[TRACE_TAG] = run.trace_id
     return tags

@@ -1,0 +1,24 @@
+"""Routing tags for the Celery launcher: a class from the intent's constraints, never priority 0
+by default (on Redis the lowest number is served first)."""
+
+import pytest
+
+from pipelines.orchestration import routing
+
+
+def test_default_class_is_normal_on_the_default_queue() -> None:
+    assert routing.tags({}) == {routing.QUEUE_TAG: "dagster", routing.PRIORITY_TAG: "5"}
+
+
+def test_high_is_served_before_normal_and_low() -> None:
+    order = sorted(["low", "normal", "high"], key=lambda p: int(routing.tags({"priority": p})[routing.PRIORITY_TAG]))
+    assert order == ["high", "normal", "low"]
+
+
+def test_a_class_of_work_can_have_its_queue() -> None:
+    assert routing.tags({"queue": "gpu", "priority": "low"}) == {routing.QUEUE_TAG: "gpu", routing.PRIORITY_TAG: "9"}
+
+
+def test_an_unknown_priority_fails_closed() -> None:
+    with pytest.raises(ValueError, match="priority"):
+        routing.tags({"priority": "urgent"})
