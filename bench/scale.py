@@ -116,8 +116,8 @@ def measure(launcher: str, workers: int, n: int, burst: int) -> dict:
     os.environ["HARNESS_RUN_LAUNCHER"] = launcher
     os.environ["WORKERS"] = str(workers)
     settings = load()
-    stack.up(settings)
     try:
+        stack.up(settings)
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=120) as api:
             intent_id = api.post("/intents", json=DEMO).json()["intentId"]
             _one(api, intent_id)  # warms caches; not counted

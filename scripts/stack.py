@@ -106,8 +106,6 @@ def stack_env(settings: Settings) -> dict[str, str]:
         DAGSTER_GRPC_PORT=str(settings.dagster_grpc_port),
         PYTHONUNBUFFERED="1",
     )
-    if settings.run_launcher == "celery":
-        env["BROKER_URL"] = settings.broker_url
     return env
 
 

@@ -8,6 +8,7 @@ has its run reaped by lease expiry and resumed from failure on the other, effect
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -17,8 +18,8 @@ import psycopg
 import pytest
 
 from pipelines.settings import Settings, load
+from scripts import broker, stack
 from scripts import crashdemo_proof as proof
-from scripts import stack
 from tests import per_checkout
 from tests.conftest import TEST_DATA_DIR, TestDatabases
 from tests.integration.test_stack_e2e import DEMO, _wait_final
@@ -180,3 +181,25 @@ def test_a_high_priority_run_overtakes_a_backlog(api: httpx.Client, celery_stack
     # Two workers of concurrency 1 hold at most one running and one reserved run each when the
     # high run arrives; the rest of the backlog waits in the broker, behind it.
     assert len(overtaken) >= BACKLOG - 4, (len(overtaken), BACKLOG)
+
+
+def test_a_broker_restart_under_a_running_run_fails_nothing(celery_stack: Settings,
+                                                            test_databases: TestDatabases) -> None:
+    """Redis SIGKILLed and restarted empty while a run executes: the run's Celery task state is
+    gone, yet its worker lease is valid, so run monitoring keeps it running (the stock launcher's
+    check would fail it) and it finishes once, on its first attempt."""
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    wf = "wf-celery-broker-restart"
+    # Longer than two run-monitoring polls (5 s): the check runs while the state is lost.
+    proof.launch(celery_stack, app_url, wf, "s2_before_commit", 12.0)
+    proof.poll("s2 to start", lambda: proof._step_running(app_url, wf, "s2"), 60, 0.1)
+    suite_broker = dataclasses.replace(load(), data_dir=TEST_DATA_DIR / "broker", broker_url_override=None)
+    pid = broker.running(suite_broker)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    proof.poll("the broker to be gone", lambda: broker.running(suite_broker) is None, 30, 0.05)
+    broker.up(suite_broker, port=per_checkout.SUITE_BROKER)
+    proof.poll("the run group to settle", lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].settled,
+               120, 0.5)
+    assert [r.status for r in proof.group(dagster_url, wf)] == ["SUCCESS"]
+    assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
