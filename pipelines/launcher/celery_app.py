@@ -88,6 +88,7 @@ def _instance() -> DagsterInstance:
 SETTINGS = load()
 app = build_app(SETTINGS)
 INSTANCE: DagsterInstance | None = None
+_POOLED_IN: int | None = None  # the pid whose instance was switched to pooled connections
 
 
 def _wait_for_task_tag(instance: DagsterInstance, run_id: str, task_id: str) -> Any:
@@ -101,9 +102,12 @@ def _wait_for_task_tag(instance: DagsterInstance, run_id: str, task_id: str) -> 
 
 def execute_warm(run_id: str, task_id: str) -> int:
     """Execute one run in this (fresh, forked) child; 0 when there was nothing to run."""
+    global _POOLED_IN
     assert INSTANCE is not None, "the worker's parent builds the instance at start"
     instance = INSTANCE
-    instance.optimize_for_webserver(**WORKER_DB)
+    if _POOLED_IN != os.getpid():  # once per pool child: it keeps its engines for its next runs
+        instance.optimize_for_webserver(**WORKER_DB)
+        _POOLED_IN = os.getpid()
     run = _wait_for_task_tag(instance, run_id, task_id)
     if run is None or run.status != DagsterRunStatus.STARTING:
         log.warning("run %s is %s, not STARTING: nothing to execute", run_id, run.status if run else "missing")
@@ -125,9 +129,14 @@ def execute_job(self: Any, execute_job_args_packed: Any) -> int:
 def warm_up(**_: Any) -> None:
     """In the Celery parent, before it forks any child: every import and the instance, once."""
     global INSTANCE
-    from pipelines.definitions import defs  # noqa: F401  (the import is the point)
+    from pipelines.definitions import defs
+    from pipelines.sandbox.resource import SandboxResource
 
     INSTANCE = _instance()
+    # Probe the sandbox once here, so every run's child inherits the answer (as the warm pool does).
+    sandbox = (defs.resources or {}).get("sandbox")
+    if isinstance(sandbox, SandboxResource):
+        log.info("sandbox: %s", sandbox.status()["reason"])
     gc.freeze()  # children then do not copy-on-write-fault the imported pages by collecting them
 
 

@@ -57,7 +57,7 @@ def test_a_worker_runs_celery_warm_one_child_per_run(celery_env: Path, monkeypat
     monkeypatch.setenv("DAGSTER_DATABASE_URL", "postgresql://u@db.example/harness_dagster")
     argv = worker.celery_argv("w1", 3, ("dagster", "gpu"))
     assert argv[argv.index("-A") + 1] == "pipelines.launcher.celery_app"
-    assert argv[argv.index("--max-tasks-per-child") + 1] == "1"
+    assert argv[argv.index("--max-tasks-per-child") + 1] == str(worker.MAX_RUNS_PER_CHILD)
     assert argv[argv.index("-Q") + 1] == "dagster,gpu" and argv[argv.index("--concurrency") + 1] == "3"
     env = worker.worker_env(load(), "w1", 4)
     assert env["HARNESS_WORKER_LEASE"] == "w1:4"
