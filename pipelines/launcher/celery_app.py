@@ -8,9 +8,10 @@ named by the run's ``dagster-celery/queue`` tag. This module is what a worker ho
 task name, in place of ``dagster_celery.app``:
 
 - Warm, like the warm pool: the Celery parent imports dagster and the definitions and builds the
-  (NullPool, fork-safe) Dagster instance once, at import; each run executes in a pool child forked
-  from it (``--max-tasks-per-child 1``: a fresh child per run, as the pool forks one), which opens
-  pooled storage connections and runs the body of ``dagster api execute_run`` without re-importing.
+  (NullPool, fork-safe) Dagster instance once (``worker_init``), before it forks its pool children;
+  a child switches its inherited instance to pooled storage connections once and runs the body of
+  ``dagster api execute_run`` for each run without re-importing, up to ``MAX_RUNS_PER_CHILD`` runs
+  (``scripts/worker.py``; not 1: Celery replaces an exited child on a ~1 s timer).
 - Ordered writes: the launcher tags the run with the Celery task id *after* sending the task, and a
   tag write racing the run's first status write can lose one of them (both rewrite
   ``runs.run_body``). The child therefore waits for that tag first, then tags the run with its
