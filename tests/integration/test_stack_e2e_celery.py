@@ -17,6 +17,9 @@ import httpx
 import psycopg
 import pytest
 
+from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
+from pipelines.orchestration import routing
+from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
 from scripts import broker, stack
 from scripts import crashdemo_proof as proof
@@ -170,14 +173,23 @@ def _started_at(dagster_url: str, app_run_id: str) -> float:
 
 def test_a_high_priority_run_overtakes_a_backlog(api: httpx.Client, celery_stack: Settings,
                                                  test_databases: TestDatabases) -> None:
-    normal = api.post("/intents", json=DEMO).json()["intentId"]
+    """A backlog of normal-priority runs (each pausing 2 s, so the backlog outlasts its submission)
+    waits in the broker; an intent whose constraints say priority high, submitted after all of
+    them over HTTP, starts before the backlog's tail."""
+    dagster_url = test_databases.dagster_url
+    client = DagsterClient(celery_stack.dagster_ui_url)
+    backlog = [f"wf-celery-backlog-{i}" for i in range(BACKLOG)]
+    for wf in backlog:  # what routing.tags gives a normal run
+        client.launch("crashdemo", crashdemo_run_config(wf, "s2_before_commit", 2.0),
+                      {"app/run_id": wf, **routing.tags({})})
     urgent = api.post("/intents", json={**DEMO, "constraints": {"priority": "high"}}).json()["intentId"]
-    backlog = [api.post(f"/intents/{normal}/run", json={}).json()["runId"] for _ in range(BACKLOG)]
     high = api.post(f"/intents/{urgent}/run", json={}).json()["runId"]
-    views = {run_id: _wait_final(api, run_id, 300) for run_id in [*backlog, high]}
-    assert {v["status"] for v in views.values()} == {"succeeded"}
-    high_start = _started_at(test_databases.dagster_url, high)
-    overtaken = [r for r in backlog if _started_at(test_databases.dagster_url, r) > high_start]
+    assert _wait_final(api, high, 120)["status"] == "succeeded"
+    proof.poll("the backlog to finish", lambda: all(
+        (g := proof.group(dagster_url, wf)) != [] and g[-1].settled for wf in backlog), 180, 0.5)
+    assert all(proof.group(dagster_url, wf)[-1].status == "SUCCESS" for wf in backlog)
+    high_start = _started_at(dagster_url, high)
+    overtaken = [wf for wf in backlog if _started_at(dagster_url, wf) > high_start]
     # Two workers of concurrency 1 hold at most one running and one reserved run each when the
     # high run arrives; the rest of the backlog waits in the broker, behind it.
     assert len(overtaken) >= BACKLOG - 4, (len(overtaken), BACKLOG)
