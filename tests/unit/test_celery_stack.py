@@ -20,7 +20,8 @@ def celery_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("WORKERS", "2")
     monkeypatch.setenv("PORT", "3311")
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
-    for var in ("BROKER_URL", "DAGSTER_PORT", "DAGSTER_GRPC_PORT"):
+    # DAGSTER_HOME too: a stack test before this one may have left its generated home there.
+    for var in ("BROKER_URL", "DAGSTER_PORT", "DAGSTER_GRPC_PORT", "DAGSTER_HOME"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
