@@ -9,10 +9,11 @@ priorities with one list per step and serves the lowest number first), so untagg
 overtake everything. A waiting high run is therefore taken before any normal or low one still in
 the broker; runs already handed to a worker are not preempted.
 
-Queues: every class goes to the ``dagster`` queue by default. A worker host consumes the queues
-in ``HARNESS_WORKER_QUEUES``; ``constraints.queue`` names another queue for a class of work that
-only some hosts serve (e.g. hosts with a connector's credentials), and those hosts' total
-concurrency is that queue's cap.
+Queues: every run goes to the ``dagster`` queue. A worker host consumes the queues in
+``HARNESS_WORKER_QUEUES``, so a host can be given another queue, but no intent constraint routes to
+one yet: ``constraints.queue`` was built and dropped on this branch (adding it beside ``priority``
+to the intent contract made Schemathesis 4.32.5 fail to generate ``POST /intents`` bodies,
+"Cannot generate an array with 1 demanded elements", in the full suite).
 """
 
 from __future__ import annotations
@@ -31,5 +32,4 @@ def tags(constraints: Mapping[str, Any]) -> dict[str, str]:
     priority = constraints.get("priority", "normal")
     if priority not in PRIORITIES:  # the contract allows only these; fail closed all the same
         raise ValueError(f"constraints.priority {priority!r}: expected one of {', '.join(PRIORITIES)}")
-    queue = constraints.get("queue", DEFAULT_QUEUE)
-    return {QUEUE_TAG: str(queue), PRIORITY_TAG: str(PRIORITIES[priority])}
+    return {QUEUE_TAG: DEFAULT_QUEUE, PRIORITY_TAG: str(PRIORITIES[priority])}

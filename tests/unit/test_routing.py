@@ -15,8 +15,8 @@ def test_high_is_served_before_normal_and_low() -> None:
     assert order == ["high", "normal", "low"]
 
 
-def test_a_class_of_work_can_have_its_queue() -> None:
-    assert routing.tags({"queue": "gpu", "priority": "low"}) == {routing.QUEUE_TAG: "gpu", routing.PRIORITY_TAG: "9"}
+def test_every_class_goes_to_the_default_queue() -> None:
+    assert routing.tags({"priority": "low"}) == {routing.QUEUE_TAG: "dagster", routing.PRIORITY_TAG: "9"}
 
 
 def test_an_unknown_priority_fails_closed() -> None:
