@@ -73,6 +73,9 @@ def up(settings: Settings, timeout_s: float = 20.0, port: int | None = None) -> 
     port = port or settings.broker_port
     pid = running(settings)
     if pid is None:
+        deadline = time.monotonic() + 15.0  # a broker just killed may hold its port a moment
+        while ports.in_use(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         if ports.in_use(port):
             raise SystemExit(f"broker: port {port} is in use by {ports.holder(port) or 'a process not visible here'}")
         pid = start(settings, port)

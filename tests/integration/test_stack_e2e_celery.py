@@ -96,7 +96,7 @@ def test_a_lost_worker_host_is_reaped_by_its_lease_and_resumed_on_the_other(
     stack.kill(celery_stack, [lost], signal.SIGKILL)
     try:
         proof.poll("the run group to settle", lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].settled,
-                   120, 0.5)
+                   240, 0.5)
         runs = proof.group(dagster_url, wf)
         assert [r.status for r in runs] == ["FAILURE", "SUCCESS"]
         assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
