@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_DB_NAME = "harness"
-RUN_LAUNCHERS = ("warm", "stock")
+RUN_LAUNCHERS = ("warm", "stock", "celery")
 LOG_FORMATS = ("json", "text")
 OC_MODES = ("replay", "record", "live")
 OC_DIALECTS = ("auto", "openai", "llama-cpp")
@@ -48,7 +48,19 @@ VARIABLES = (
     Variable("APP_DATABASE_URL", "set by `up`", "the app database as resolved once by `up` for the processes it starts"),
     Variable("DAGSTER_HOME", "`dagster_home/`", "Dagster's instance config (`dagster.yaml`)"),
     Variable("HARNESS_RUN_LAUNCHER", "`warm`",
-             "`warm` (our pool) or `stock` (Dagster's QueuedRunCoordinator + DefaultRunLauncher)"),
+             "`warm` (our pool), `stock` (Dagster's QueuedRunCoordinator + DefaultRunLauncher) or `celery` "
+             "(Dagster's CeleryRunLauncher onto the broker; runs execute on `mise run worker` hosts)"),
+    Variable("BROKER_URL", "unset: embedded Redis on `PORT`+4000 (7001)",
+             "the Celery broker (`redis://host:port/db`); results go to the same server's next database"),
+    Variable("WORKERS", "0", "with `HARNESS_RUN_LAUNCHER=celery`, Celery workers `up` starts beside the stack "
+             "(a single-machine trial; each its own data dir under `<data dir>/workers/`)"),
+    Variable("HARNESS_WORKER_NAME", "`worker-<hostname>`", "this worker host's name (its lease in `app.worker_leases`)"),
+    Variable("HARNESS_WORKER_CONCURRENCY", "1", "runs one worker host executes at once"),
+    Variable("HARNESS_WORKER_QUEUES", "`dagster`", "the broker queues a worker consumes, comma-separated"),
+    Variable("HARNESS_LEASE_TTL_S", "10",
+             "a worker's heartbeat lease: renewed every TTL/5; the reaper fails the runs of a lease older than this"),
+    Variable("HARNESS_WORKER_LEASE", "set by `mise run worker`",
+             "`<worker>:<epoch>`, the lease the worker's Celery processes run under (checked at checkpoint commit)"),
     Variable("HARNESS_POOL_SOCKET", "`<data dir>/run/pool.sock`", "the warm pool's unix socket"),
     Variable("HARNESS_POOL_MAX_RUNNING", "4", "runs the warm pool executes at once"),
     Variable("HARNESS_SOAK_CRON", "`17 * * * *`", "when the scheduled durability soak runs (cron, 5 fields)"),
@@ -201,6 +213,34 @@ def _age(name: str) -> str | None:
     return value
 
 
+def _broker_url(name: str) -> str | None:
+    value = _optional(name)
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.netloc:
+            raise ValueError(f"{name}: expected a redis://host:port/db URL, got {value!r}")
+        if not (parts.path.lstrip("/") or "0").isdigit():
+            raise ValueError(f"{name}: the database must be a number, got {value!r}")
+    return value
+
+
+def _lease(name: str) -> tuple[str, int] | None:
+    value = _optional(name)
+    if value is None:
+        return None
+    worker, _, epoch = value.rpartition(":")
+    if not worker or not epoch.isdigit():
+        raise ValueError(f"{name}={value!r}: expected <worker>:<epoch>")
+    return worker, int(epoch)
+
+
+def _names(name: str, default: str) -> tuple[str, ...]:
+    values = tuple(dict.fromkeys(v.strip() for v in _env(name, default).split(",") if v.strip()))
+    if not values or any(not re.fullmatch(r"[A-Za-z0-9_.-]+", v) for v in values):
+        raise ValueError(f"{name}: expected comma-separated names of letters, digits, '.', '_' or '-'")
+    return values
+
+
 def _database_url(name: str) -> str | None:
     value = _optional(name)
     if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
@@ -270,6 +310,13 @@ class Settings:
     # OpenTelemetry traces (pipelines/telemetry.py): on only when an OTLP endpoint is configured.
     tracing: bool = False
     log_format: str = "json"  # pipelines/logs.py
+    broker_url_override: str | None = None
+    workers: int = 0
+    worker_name: str = "worker"
+    worker_concurrency: int = 1
+    worker_queues: tuple[str, ...] = ("dagster",)
+    lease_ttl_s: float = 10.0
+    worker_lease: tuple[str, int] | None = None  # (worker, epoch): set only inside a worker host
 
     @property
     def embedded(self) -> bool:
@@ -305,6 +352,26 @@ class Settings:
     @property
     def pool_socket(self) -> Path:
         return self.pool_socket_override or self.run_dir / "pool.sock"
+
+    @property
+    def broker_port(self) -> int:
+        """The embedded Redis: PORT+4000, beside the Dagster ports PORT+1000 and PORT+2000."""
+        return self.api_port + 4000
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url_override is None
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker_url_override or f"redis://127.0.0.1:{self.broker_port}/0"
+
+    @property
+    def result_backend_url(self) -> str:
+        """The broker's server, next database number: Celery's task states (run monitoring reads them)."""
+        parts = urlsplit(self.broker_url)
+        db_no = int(parts.path.lstrip("/") or 0)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{db_no + 1}", parts.query, parts.fragment))
 
     @property
     def dagster_ui_url(self) -> str:
@@ -366,6 +433,13 @@ def load() -> Settings:
         alert_timeout_s=_seconds("HARNESS_ALERT_TIMEOUT_S", 5.0),
         tracing=_tracing(),
         log_format=_choice("HARNESS_LOG_FORMAT", LOG_FORMATS),
+        broker_url_override=_broker_url("BROKER_URL"),
+        workers=_int("WORKERS", 0, 0, 64),
+        worker_name=_names("HARNESS_WORKER_NAME", f"worker-{os.uname().nodename}")[0],
+        worker_concurrency=_int("HARNESS_WORKER_CONCURRENCY", 1, 1, 256),
+        worker_queues=_names("HARNESS_WORKER_QUEUES", "dagster"),
+        lease_ttl_s=_seconds("HARNESS_LEASE_TTL_S", 10.0),
+        worker_lease=_lease("HARNESS_WORKER_LEASE"),
     )
 
 

@@ -6,7 +6,9 @@
 2. N clients, started at a steady RATE per second, each create an intent and run it over HTTP,
    retrying every request with its own ``Idempotency-Key`` until it is answered;
 3. meanwhile a chaos loop SIGKILLs a random part every KILL_EVERY seconds (pool, a run worker,
-   code server, daemon, webserver, API) and brings it back with ``stack up``, and restarts
+   code server, daemon, webserver, API; with HARNESS_RUN_LAUNCHER=celery, which runs 2 worker
+   hosts, also a whole worker host or the Redis broker, not the pool) and brings it back with
+   ``stack up``, and restarts
    PostgreSQL every PG_EVERY seconds (immediate shutdown, like a crash);
 4. then, chaos stopped, it waits with a deadline and checks from rows: every accepted run
    succeeded; one intent and one app run per idempotency key; one succeeded step row per
@@ -36,7 +38,13 @@ from scripts import stack
 from scripts.crashdemo_proof import restart_postgres
 from scripts.polling import Timeout, poll
 
-TARGETS = ("pool", "worker", "codeserver", "daemon", "webserver", "api")
+TARGETS = ("pool", "worker", "codeserver", "daemon", "webserver", "api", "worker-host", "broker")
+CELERY_TARGETS = ("worker-host", "broker")  # HARNESS_RUN_LAUNCHER=celery (WORKERS=2 by default here)
+
+
+def targets(settings: Settings) -> list[str]:
+    return [t for t in TARGETS if (t != "pool" or settings.run_launcher == "warm")
+            and (t not in CELERY_TARGETS or settings.run_launcher == "celery")]
 DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
 STEPS = ("oc", "sandbox", "persist")
 
@@ -103,10 +111,12 @@ def chaos(settings: Settings, tally: Tally, done: threading.Event, kill_every: f
                 tally.postgres_restarts += 1
                 next_pg = time.monotonic() + pg_every
             else:
-                target = random.choice([t for t in TARGETS if t != "pool" or settings.run_launcher == "warm"])
+                target = random.choice(targets(settings))
                 if target == "worker":
                     if not _kill_a_worker(settings):
                         continue
+                elif target == "worker-host":  # a whole Celery worker host: a lost machine
+                    stack.kill(settings, [random.choice(stack.worker_names(settings))], signal.SIGKILL)
                 else:
                     stack.kill(settings, [target], signal.SIGKILL)
                 tally.kills[target] += 1
@@ -175,6 +185,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "0")))
     args = parser.parse_args()
     random.seed(args.seed)
+    if os.environ.get("HARNESS_RUN_LAUNCHER") == "celery":
+        os.environ.setdefault("WORKERS", "2")
     os.environ.setdefault("PORT", "3900")
     os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / f"chaos-{os.environ['PORT']}"))
     settings = load()
@@ -222,7 +234,7 @@ def main() -> int:
     print()
     print("| kills by target | count |")
     print("|---|---|")
-    for target in TARGETS:
+    for target in targets(settings):
         print(f"| {target} | {tally.kills[target]} |")
     print(f"| PostgreSQL restarts | {tally.postgres_restarts} |")
     print(f"| client retries (same key) | {tally.client_retries} |")

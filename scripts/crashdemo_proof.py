@@ -1,15 +1,19 @@
 """The durability proof, as one readable script (runbook W1, on Dagster).
 
-    MODE=worker|server|stack|postgres|pool POINT=s2_before_commit|s2_after_commit \
+    MODE=worker|server|stack|postgres|pool|celery-worker|broker POINT=s2_before_commit|s2_after_commit \
         python -m scripts.crashdemo_proof            # one proof, its stack on PORT+3 (3004)
     N=20 python -m scripts.crashdemo_proof --soak    # N proofs cycling modes and points
+    MODES=celery-worker,broker N=20 python -m scripts.crashdemo_proof --soak   # only those modes
 
 1. boot the stack (proc1) on its own data dir and ports;
 2. launch a crashdemo run with a unique workflow id, paused at the crash point in s2;
 3. once s1 has committed (and, for s2_after_commit, s2 too), SIGKILL what MODE names:
    worker = the run worker; server = run worker + code server; stack = every harness process
    (pool, code server, daemon, webserver, API, run worker; Postgres stays up); postgres = restart
-   PostgreSQL under the paused run; pool = the warm pool and its workers;
+   PostgreSQL under the paused run; pool = the warm pool and its workers; celery-worker = the whole
+   Celery worker host running the run (its agent, Celery and the run's child: a lost machine; the
+   other worker resumes it once the lease expires); broker = SIGKILL and restart Redis under the
+   paused run. The celery modes boot the proof stack with HARNESS_RUN_LAUNCHER=celery, WORKERS=2;
 4. restart what was killed, then poll the rows with a deadline until they settle;
 5. assert exactly one s1 and one s2 mark for that id and a SUCCESS as the final Dagster run of
    its run group; print the run group and the settle time. Exit 1 when the invariant fails.
@@ -37,7 +41,8 @@ from pipelines.store import db, localdb, run_workers
 from scripts import stack
 from scripts.polling import Timeout, poll
 
-MODES = ("worker", "server", "stack", "postgres", "pool")
+MODES = ("worker", "server", "stack", "postgres", "pool", "celery-worker", "broker")
+CELERY_MODES = ("celery-worker", "broker")
 POINTS = ("s2_before_commit", "s2_after_commit")
 PAUSE_S = 120.0  # the kill always comes long before the pause would end
 # MODE=postgres restarts the server inside a short pause and kills nothing: the paused step
@@ -129,7 +134,8 @@ def prove(settings: Settings, mode: str, point: str, *,
     """One proof on a running stack; the stack is running again when it returns."""
     app_url, dagster_url = db.app_url(settings), db.dagster_url(settings)
     wf_id = f"wf-{mode}-{point}-{time.strftime('%H%M%S')}-{secrets.token_hex(3)}"
-    dagster_run_id = launch(settings, app_url, wf_id, point, POSTGRES_PAUSE_S if mode == "postgres" else PAUSE_S)
+    short = mode in ("postgres", "broker")  # nothing is killed: the paused run must finish by itself
+    dagster_run_id = launch(settings, app_url, wf_id, point, POSTGRES_PAUSE_S if short else PAUSE_S)
     paused_step = "s2" if point == "s2_before_commit" else None
     poll("s1 to commit", lambda: marks(app_url, wf_id).get("s1") == 1, 60)
     if paused_step:
@@ -154,9 +160,24 @@ def prove(settings: Settings, mode: str, point: str, *,
         stack.kill(settings, ["pool"], signal.SIGKILL)  # its process group: the pool and its workers
     elif mode == "postgres":
         (postgres_restart or (lambda: restart_postgres(settings)))()
+    elif mode in CELERY_MODES:
+        if settings.run_launcher != "celery" or not settings.embedded_broker or settings.workers < 2:
+            raise ProofFailed(f"MODE={mode} needs HARNESS_RUN_LAUNCHER=celery, the embedded broker and WORKERS>=2")
+        if mode == "broker":
+            stack.kill(settings, ["broker"], signal.SIGKILL)
+            stack.up(settings)  # Redis again, empty: what was queued or recorded there is gone
+        else:
+            with psycopg.connect(app_url) as conn:
+                lease = run_workers.lease_of(conn, dagster_run_id)
+            if lease is None:
+                raise ProofFailed(f"run {dagster_run_id} has no worker lease")
+            lost_host = lease[0]
+            stack.kill(settings, [lost_host], signal.SIGKILL)  # its whole process group
     else:
         raise ValueError(f"unknown MODE {mode!r}; expected one of {', '.join(MODES)}")
-    poll("the killed worker to be gone", lambda: run_workers.start_ticks(pid) is None, 30)
+    # A Celery pool child outlives its run (it runs the next ones): only a killed one must be gone.
+    if mode != "broker" and not (mode == "postgres" and settings.run_launcher == "celery"):
+        poll("the killed worker to be gone", lambda: run_workers.start_ticks(pid) is None, 30)
     if mode in ("server", "stack", "pool"):
         stack.up(settings)
     back = time.monotonic()
@@ -171,6 +192,8 @@ def prove(settings: Settings, mode: str, point: str, *,
     except Timeout as exc:
         problems.append(str(exc))
     done = time.monotonic()
+    if mode == "celery-worker":
+        stack.up(settings)  # the lost host comes back (a new lease epoch) for the next proof
     result = ProofResult(wf_id, mode, point, marks(app_url, wf_id), group(dagster_url, wf_id), done - back,
                          done - killed, problems)
     if result.marks != {"s1": 1, "s2": 1}:
@@ -187,20 +210,26 @@ def print_group(result: ProofResult) -> None:
               f"root={r.root_run_id or '-'}")
 
 
-def proof_settings() -> Settings:
+def proof_settings(modes: tuple[str, ...] = ()) -> Settings:
     """The proof's own stack: its own data dir (so its own embedded Postgres) and ports, PORT+3
-    (3004 by default), so it runs beside this checkout's own stack on PORT."""
+    (3004 by default), so it runs beside this checkout's own stack on PORT. A celery kill mode
+    boots it with the Celery launcher and two worker hosts."""
+    if any(m in CELERY_MODES for m in modes):
+        os.environ.setdefault("HARNESS_RUN_LAUNCHER", "celery")
+        os.environ.setdefault("WORKERS", "2")
     os.environ["PORT"] = str(load().api_port + 3)
     os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / f"proof-{os.environ['PORT']}"))
     return load()
 
 
-def soak(settings: Settings, n: int) -> int:
-    combos = [(m, p) for m in MODES for p in POINTS]
+def soak(settings: Settings, n: int, modes: tuple[str, ...] = MODES) -> int:
+    combos = [(m, p) for m in modes for p in POINTS]
     if not settings.embedded:
         combos = [(m, p) for m, p in combos if m != "postgres"]
     if settings.run_launcher != "warm":
         combos = [(m, p) for m, p in combos if m != "pool"]
+    if settings.run_launcher != "celery":
+        combos = [(m, p) for m, p in combos if m not in CELERY_MODES]
     results = []
     for i in range(n):
         mode, point = combos[i % len(combos)]
@@ -235,12 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--point", default=os.environ.get("POINT", "s2_before_commit"), choices=POINTS)
     parser.add_argument("--keep-up", action="store_true", help="leave the proof stack running")
     args = parser.parse_args(argv)
-    settings = proof_settings()
+    soak_modes = tuple(m for m in os.environ.get("MODES", ",".join(MODES)).split(",") if m)
+    if unknown := [m for m in soak_modes if m not in MODES]:
+        parser.error(f"MODES: unknown {unknown}; expected some of {', '.join(MODES)}")
+    settings = proof_settings(soak_modes if args.soak else (args.mode,))
     print(f"booting the proof stack (data {settings.data_dir}, API port {settings.api_port})", flush=True)
     stack.up(settings)
     try:
         if args.soak:
-            return soak(settings, int(os.environ.get("N", "20")))
+            return soak(settings, int(os.environ.get("N", "20")), soak_modes)
         result = prove(settings, args.mode, args.point)
         print_group(result)
         print(f"marks {result.marks}; settled {result.settle_s:.1f}s after the stack was back "

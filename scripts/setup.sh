@@ -2,8 +2,8 @@
 # Create the project venv (.venv) on the system Python from uv.lock, and install what the machine
 # lacks. System-wide, only Debian packages through apt (as root): python3-venv when the system
 # Python cannot make a venv, bubblewrap when the sandbox's bwrap is missing, g++ and cmake when
-# missing (to build llama-cpp-python once), chromium when the suite's browser check of the Dagster
-# UI has no browser. Everything else stays
+# missing (to build llama-cpp-python once), redis-server (the celery launcher's broker) when
+# missing, chromium when the suite's browser check of the Dagster UI has no browser. Everything else stays
 # in the checkout: uv (when not on PATH) in .venv-tools, the project's packages in .venv. Never
 # installs into the system Python (PEP 668) and never downloads a Python.
 set -euo pipefail
@@ -61,6 +61,10 @@ UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --python "$P
 if ! command -v bwrap >/dev/null 2>&1; then
   apt_install bubblewrap "the sandbox's default isolation" ||
     echo "setup: WARNING bubblewrap (bwrap) is missing: install it, or the sandbox refuses to run" >&2
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_install redis-server "the broker of HARNESS_RUN_LAUNCHER=celery and of the test suite" ||
+    echo "setup: WARNING redis-server is missing: install it, or set BROKER_URL (the celery launcher and its tests need a broker)" >&2
 fi
 if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium "the suite's headless-browser check of the Dagster UI" ||

@@ -34,7 +34,7 @@ from pipelines.launcher.protocol import ping
 from pipelines.orchestration.dagster_client import grpc_serving
 from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import db, localdb, migrate
-from scripts import model, pidfiles, ports, suite
+from scripts import broker, model, pidfiles, ports, suite
 
 BIN = Path(sys.executable).parent
 STOCK_COORDINATOR = {
@@ -45,10 +45,33 @@ STOCK_COORDINATOR = {
 }
 
 
+CELERY_START_TIMEOUT_S = 180
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
     argv: list[str]
+    env: tuple[tuple[str, str], ...] = ()  # on top of the stack's environment
+
+
+def celery_dagster_config(settings: Settings) -> dict:
+    """dagster.yaml for HARNESS_RUN_LAUNCHER=celery: dagster-celery's CeleryRunLauncher (with the
+    harness's health check and cancel, pipelines/launcher/celery_launcher.py) onto the broker,
+    launching at once (the broker is the queue; workers cap concurrency)."""
+    from pipelines.launcher.celery_app import celery_config
+
+    config = yaml.safe_load((settings.dagster_home / "dagster.yaml").read_text())
+    config["run_launcher"] = {
+        "module": "pipelines.launcher.celery_launcher", "class": "HarnessCeleryRunLauncher",
+        "config": {"broker": settings.broker_url, "backend": settings.result_backend_url,
+                   "default_queue": "dagster", "config_source": celery_config(settings)},
+    }
+    # A run waiting in the broker behind a backlog is STARTING; with the default 30 s, a burst on
+    # one worker had its tail failed (then retried) while merely queued. A run lost with a
+    # restarted broker is failed (and retried) after this long instead.
+    config["run_monitoring"]["start_timeout_seconds"] = CELERY_START_TIMEOUT_S
+    return config
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -56,10 +79,13 @@ def dagster_home(settings: Settings) -> Path:
     copy of its dagster.yaml with Dagster's stock QueuedRunCoordinator + DefaultRunLauncher."""
     if settings.run_launcher == "warm":
         return settings.dagster_home
-    config = yaml.safe_load((settings.dagster_home / "dagster.yaml").read_text())
-    config["run_coordinator"] = STOCK_COORDINATOR
-    config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
-    home = settings.run_dir / "dagster_home_stock"
+    if settings.run_launcher == "celery":
+        config = celery_dagster_config(settings)
+    else:
+        config = yaml.safe_load((settings.dagster_home / "dagster.yaml").read_text())
+        config["run_coordinator"] = STOCK_COORDINATOR
+        config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
+    home = settings.run_dir / f"dagster_home_{settings.run_launcher}"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return home
@@ -96,10 +122,24 @@ def grpc_workspace(settings: Settings) -> Path:
     return path
 
 
+def worker_data_dir(settings: Settings, name: str) -> Path:
+    return settings.data_dir / "workers" / name
+
+
+def worker_names(settings: Settings) -> list[str]:
+    return [f"worker-{i}" for i in range(1, settings.workers + 1)] if settings.run_launcher == "celery" else []
+
+
 def components(settings: Settings) -> list[Component]:
     workspace = str(grpc_workspace(settings))
     # The pool first: it imports the most, and launches wait for it.
     pool = [Component("pool", [sys.executable, "-m", "scripts.pool"])] if settings.run_launcher == "warm" else []
+    if settings.run_launcher == "celery" and settings.embedded_broker:
+        pool = [Component("broker", broker.argv(settings))]
+    # WORKERS=N: worker hosts for a single-machine trial, each with a data dir of its own.
+    workers = [Component(name, [sys.executable, "-m", "scripts.worker", "--name", name],
+                         (("HARNESS_DATA_DIR", str(worker_data_dir(settings, name))),))
+               for name in worker_names(settings)]
     return pool + [
         Component(
             "codeserver",
@@ -116,11 +156,14 @@ def components(settings: Settings) -> list[Component]:
             [str(BIN / "uvicorn"), "--factory", "api.main:create_app", "--host", "127.0.0.1", "--port", str(settings.api_port),
              "--no-access-log"],
         ),
-    ]
+    ] + workers
 
 
 def component_ports(settings: Settings) -> dict[str, int]:
-    return {"api": settings.api_port, "webserver": settings.dagster_ui_port, "codeserver": settings.dagster_grpc_port}
+    ports_ = {"api": settings.api_port, "webserver": settings.dagster_ui_port, "codeserver": settings.dagster_grpc_port}
+    if settings.run_launcher == "celery" and settings.embedded_broker:
+        ports_["broker"] = settings.broker_port
+    return ports_
 
 
 def _pidfile(settings: Settings, name: str) -> Path:
@@ -143,7 +186,7 @@ def _start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
     log = open(settings.log_dir / f"{comp.name}.log", "ab")
     # Own session per component: stopping or killing it takes its children (run workers) too.
     proc = subprocess.Popen(
-        comp.argv, cwd=REPO_ROOT, env=component_env(env, comp.name), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        comp.argv, cwd=REPO_ROOT, env={**component_env(env, comp.name), **dict(comp.env)}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     log.close()
@@ -228,6 +271,10 @@ def preflight(settings: Settings, comps: list[Component]) -> list[str]:
 def _ready(settings: Settings, name: str) -> bool:
     if name == "pool":
         return ping(str(settings.pool_socket))
+    if name == "broker":
+        return broker.ping(settings.broker_url)
+    if name.startswith("worker-"):
+        return (worker_data_dir(settings, name) / "run" / "celery.ready").exists()
     if name == "api":
         return _http_ok(f"http://127.0.0.1:{settings.api_port}/healthz") is not None
     if name == "codeserver":

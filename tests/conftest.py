@@ -10,6 +10,7 @@ same data dir still uses it; an external server is never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from scripts import suite
 # Under .data/test*: `mise run down` stops what a killed session left there (scripts/suite.py).
 TEST_DATA_DIR = Path(os.environ.get("HARNESS_TEST_DATA_DIR") or REPO_ROOT / ".data" / "test").resolve()
 APP_TABLES = ("app.alerts", "app.artifacts", "app.run_steps", "app.runs", "app.intents", "app.marks", "app.workflow_runs",
-              "app.run_workers", "app.hello", "app.soak_results")
+              "app.run_workers", "app.worker_leases", "app.hello", "app.soak_results")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,21 @@ def test_databases() -> Iterator[TestDatabases]:
             # Session-scoped, so torn down last, after the stacks that used the server.
             if not external and alone():
                 localdb.down(settings)
+
+
+@pytest.fixture(scope="session")
+def test_broker(test_databases: TestDatabases) -> Iterator[str]:
+    """The suite's own Redis (Debian's redis-server), started on first use like the embedded
+    PostgreSQL, by PID under the suite's data dir, and stopped when the session ends."""
+    from scripts import broker
+    from tests import per_checkout
+
+    settings = dataclasses.replace(load(), data_dir=TEST_DATA_DIR / "broker", broker_url_override=None)
+    try:
+        broker.up(settings, port=per_checkout.SUITE_BROKER)
+        yield f"redis://127.0.0.1:{per_checkout.SUITE_BROKER}/0"
+    finally:
+        broker.down(settings)
 
 
 def truncate_app_tables(url: str) -> None:

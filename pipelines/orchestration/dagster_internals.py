@@ -25,6 +25,11 @@ Configuration checks (``tests/unit/test_deploy_k8s.py``, the on-paper Kubernetes
 - ``class_from_code_pointer`` and ``process_config``: a configurable class from its module and
   name, and its own config schema applied to a config value (what rehydrating one does first).
 
+Celery worker hosts (``pipelines/launcher/celery_app.py``):
+
+- ``ExecuteRunArgs`` and ``unpack_value``: what dagster-celery's ``CeleryRunLauncher`` packs into
+  its ``execute_job`` task, unpacked as ``dagster_celery.tasks`` does.
+
 Daemon with pooled storage (``scripts/daemon.py``):
 
 - ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
@@ -42,7 +47,8 @@ from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLa
 from dagster._core.storage.tags import HIDDEN_TAG_PREFIX, TagType, get_tag_type
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.controller import daemon_controller_from_instance
-from dagster._serdes import ConfigurableClass, ConfigurableClassData, class_from_code_pointer
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, class_from_code_pointer, unpack_value
 from dagster._utils.interrupts import capture_interrupts
 
 PINNED_DAGSTER = "1.13.27"
@@ -54,6 +60,7 @@ __all__ = [
     "ConfigurableClass",
     "ConfigurableClassData",
     "DagsterLaunchFailedError",
+    "ExecuteRunArgs",
     "LaunchRunContext",
     "RunLauncher",
     "TagType",
@@ -66,4 +73,5 @@ __all__ = [
     "execute_run_body",
     "get_tag_type",
     "process_config",
+    "unpack_value",
 ]

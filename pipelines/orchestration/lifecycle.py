@@ -25,9 +25,10 @@ from typing import Any
 import psycopg
 
 from pipelines import telemetry
-from pipelines.orchestration import alerts, bounds, dagster_runs
+from pipelines.orchestration import alerts, bounds, dagster_runs, routing
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, DagsterRun
+from pipelines.settings import load
 from pipelines.store import repo
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class Conflict(Exception):
 def launch_tags(run: repo.Run, traceparent: str | None = None) -> dict[str, str]:
     """The root Dagster run's tags; ``traceparent`` (tracing on) puts the run in the launch's trace."""
     tags = {APP_RUN_TAG: run.run_id, **bounds.tags(bounds.of(run.constraints))}
+    if load().run_launcher == "celery":  # the broker queue and priority of the run's class
+        tags.update(routing.tags(run.constraints))
     if run.trace_id:
         tags[TRACE_TAG] = run.trace_id
     if traceparent:

@@ -4,7 +4,11 @@ Dagster gave up on only because the code location was down.
 1. Dagster's DefaultRunLauncher cannot check a worker's health: when the run worker and the code
    server die together the run stays STARTED until ``max_runtime``. A run is reaped when its
    registered worker (pid + start ticks, ``app.run_workers``) is gone on this host, or when it has
-   been STARTED for ``unregistered_grace_s`` without ever registering one.
+   been STARTED for ``unregistered_grace_s`` without ever registering one. A run on a Celery worker
+   host (another machine, as far as we know) registered under that host's heartbeat lease
+   (``app.worker_leases``): it is reaped once that lease is dead (expired: no heartbeat for
+   ``HARNESS_LEASE_TTL_S``, or superseded by the worker's restart), after ``leases.revoke`` has
+   waited out any step commit still holding it, so the lost worker can commit nothing more.
 2. When the retry daemon cannot launch a retry (the code server is restarting, say), it logs
    "Failed to retry run", tags the run ``dagster/will_retry=false`` and never tries again. Such a
    run failed for an infrastructure reason, not its own; it is re-executed from failure once the
@@ -24,7 +28,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
 from pipelines.orchestration.dagster_runs import RELAUNCHED_TAG
-from pipelines.store import run_workers
+from pipelines.store import leases, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ RELAUNCH_WINDOW_S = 3600.0
 
 def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s: float) -> str | None:
     """Why the run's worker is gone, or None when it is (or may be) alive."""
+    lease = run_workers.lease_of(conn, run_id)
+    if lease is not None:
+        if leases.revoke(conn, *lease):
+            return f"worker {lease[0]}'s lease (epoch {lease[1]}) expired: the worker host is gone or cut off"
+        return None
     worker = run_workers.lookup(conn, run_id)
     if worker is None:
         if started is not None and time.time() - started > grace_s:

@@ -10,7 +10,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from pipelines import logs, telemetry
-from pipelines.store import run_workers
+from pipelines.store import leases, run_workers
 
 
 class AppDatabase(ConfigurableResource):
@@ -30,7 +30,7 @@ class AppDatabase(ConfigurableResource):
             if traced:
                 telemetry.instrument_worker()
             with self.connection() as conn:
-                run_workers.register(conn, context.run.run_id)
+                run_workers.register(conn, context.run.run_id, leases.current())
                 if traced:
                     _start_run_span(conn, context)
 

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pipelines import clock, telemetry
+from pipelines.store import leases
 
 Effect = Callable[[psycopg.Connection], None]
 MAX_ERROR_CHARS = 2000  # what a failed step's row keeps of its message (the RunView shows it whole)
@@ -82,7 +83,9 @@ def commit(
     """Apply ``effect`` and mark the step succeeded in one transaction.
 
     Returns (output, applied). When another execution committed the step first, its output is
-    returned and this execution's effect is not applied.
+    returned and this execution's effect is not applied. On a Celery worker host the worker's lease
+    is checked (and held) in the same transaction: a worker whose lease expired commits nothing
+    (``leases.LeaseLost``), since its run was reaped and re-executed elsewhere.
     """
     with telemetry.span(telemetry.COMMIT_SPAN, {"app.run_id": run_id, "harness.step": step}), conn.transaction():
         row = conn.execute(
@@ -93,6 +96,7 @@ def commit(
             raise RuntimeError(f"step {run_id}/{step} was never begun")
         if row[0] == "succeeded":
             return row[1], False
+        leases.fence(conn)
         if effect is not None:
             effect(conn)
         conn.execute(

@@ -29,19 +29,22 @@ def is_alive(pid: int, ticks: int) -> bool:
     return start_ticks(pid) == ticks
 
 
-def register(conn: psycopg.Connection, dagster_run_id: str) -> None:
+def register(conn: psycopg.Connection, dagster_run_id: str, lease: tuple[str, int] | None = None) -> None:
+    """Record this process as the run's worker; on a Celery worker host with its ``lease``
+    (worker name, epoch), and the worker name as its host: a host of its own, judged by its lease."""
     pid = os.getpid()
     ticks = start_ticks(pid)
     assert ticks is not None
+    worker, epoch = lease if lease is not None else (None, None)
     conn.execute(
         """
-        INSERT INTO app.run_workers (dagster_run_id, hostname, pid, pid_start_ticks)
-        VALUES (%s, %s, %s, %s)
+        INSERT INTO app.run_workers (dagster_run_id, hostname, pid, pid_start_ticks, worker, lease_epoch)
+        VALUES (%s, %s, %s, %s, %s, %s)
         ON CONFLICT (dagster_run_id) DO UPDATE
-        SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
-            pid_start_ticks = EXCLUDED.pid_start_ticks, registered_at = now()
+        SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, pid_start_ticks = EXCLUDED.pid_start_ticks,
+            worker = EXCLUDED.worker, lease_epoch = EXCLUDED.lease_epoch, registered_at = now()
         """,
-        (dagster_run_id, socket.gethostname(), pid, ticks),
+        (dagster_run_id, worker or socket.gethostname(), pid, ticks, worker, epoch),
     )
 
 
@@ -63,3 +66,12 @@ def lookup(conn: psycopg.Connection, dagster_run_id: str) -> tuple[str, int, int
         (dagster_run_id,),
     ).fetchone()
     return (row[0], row[1], row[2]) if row else None
+
+
+def lease_of(conn: psycopg.Connection, dagster_run_id: str) -> tuple[str, int] | None:
+    """(worker, epoch) a run registered under, or None (not registered, or not on a worker host)."""
+    row = conn.execute(
+        "SELECT worker, lease_epoch FROM app.run_workers WHERE dagster_run_id = %s AND worker IS NOT NULL",
+        (dagster_run_id,),
+    ).fetchone()
+    return (row[0], int(row[1])) if row else None

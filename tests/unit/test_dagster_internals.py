@@ -43,3 +43,17 @@ def test_daemon_controller_signature() -> None:
 def test_optimize_for_webserver_signature() -> None:
     params = list(inspect.signature(dagster.DagsterInstance.optimize_for_webserver).parameters)
     assert params == ["self", "statement_timeout", "pool_recycle", "max_overflow"], params
+
+
+def test_celery_task_args_round_trip() -> None:
+    """What dagster-celery's CeleryRunLauncher packs for its execute_job task, the worker unpacks."""
+    from dagster._serdes import pack_value
+
+    assert "run_id" in di.ExecuteRunArgs._fields
+    fields = set(di.ExecuteRunArgs._fields)
+    assert {"job_origin", "run_id", "instance_ref"} <= fields
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    origin = ReconstructableJob.for_module("pipelines.jobs.hello", "hello_job").get_python_origin()
+    args = di.ExecuteRunArgs(job_origin=origin, run_id="r1", instance_ref=None)
+    assert di.unpack_value(pack_value(args), as_type=di.ExecuteRunArgs).run_id == "r1"

@@ -41,7 +41,7 @@ def test_bad_port_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, bad: str) ->
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [
-    ("HARNESS_RUN_LAUNCHER", "celery", "expected one of warm, stock"),
+    ("HARNESS_RUN_LAUNCHER", "kubernetes", "expected one of warm, stock, celery"),
     ("HARNESS_POOL_MAX_RUNNING", "0", "out of range"),
     ("HARNESS_SOAK_CRON", "hourly", "cron schedule of 5 fields"),
     ("OC_TIMEOUT_S", "soon", "not a number of seconds"),
@@ -154,3 +154,28 @@ def test_retention_is_off_unless_configured(monkeypatch: pytest.MonkeyPatch) -> 
     assert (load().prune_older_than, load().soak_prune_older_than) == (None, None)
     monkeypatch.setenv("HARNESS_PRUNE_OLDER_THAN", "30d")
     assert load().prune_older_than == "30d"
+
+
+def test_broker_follows_port_and_results_take_the_next_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BROKER_URL", raising=False)
+    monkeypatch.setenv("PORT", "3311")
+    s = load()
+    assert (s.broker_port, s.broker_url, s.result_backend_url) == (
+        7311, "redis://127.0.0.1:7311/0", "redis://127.0.0.1:7311/1")
+    monkeypatch.setenv("BROKER_URL", "redis://broker.example:6379/4")
+    s = load()
+    assert (s.embedded_broker, s.result_backend_url) == (False, "redis://broker.example:6379/5")
+
+
+@pytest.mark.parametrize(("name", "value"), [("BROKER_URL", "amqp://x"), ("BROKER_URL", "redis://h/x"),
+                                             ("HARNESS_WORKER_LEASE", "w1"), ("HARNESS_WORKER_QUEUES", "a b"),
+                                             ("WORKERS", "-1"), ("HARNESS_LEASE_TTL_S", "0")])
+def test_bad_celery_settings_name_their_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        load()
+
+
+def test_worker_lease_is_name_and_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_WORKER_LEASE", "w-1:7")
+    assert load().worker_lease == ("w-1", 7)

@@ -1,0 +1,106 @@
+"""Heartbeat leases of worker hosts (``app.worker_leases``): crash detection that works across
+machines, where a pid check cannot.
+
+A worker host's agent (``scripts/worker.py``) ``acquire``s the lease of its name, which bumps the
+epoch, then ``renew``s it every TTL/5. A renewal succeeds only while the lease is still valid, so
+once ``expires_at`` has passed the epoch is dead for good: the reaper may fail its runs and the
+retry daemon re-execute them elsewhere, and no late heartbeat can revive them. Every time is the
+database server's ``clock_timestamp()``: no host's clock is trusted.
+
+The fence: a process running a run under a lease (``HARNESS_WORKER_LEASE``, set by the agent for
+its Celery worker) checks the lease inside the transaction that commits a step checkpoint
+(``pipelines.store.checkpoint.commit``), holding it ``FOR SHARE``; ``revoke`` (the reaper) takes
+it ``FOR UPDATE`` first, so a commit under the lease either finished before the run was reaped or
+is refused. A worker that comes back after its lease expired cannot commit a step.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import psycopg
+
+from pipelines.settings import load
+
+
+class LeaseLost(RuntimeError):
+    """This worker's lease expired or was superseded: it must not commit anything more."""
+
+
+def acquire(conn: psycopg.Connection, worker: str, ttl_s: float) -> int:
+    """Take the lease of ``worker`` with a new epoch (whatever the old one's state); its epoch."""
+    row = conn.execute(
+        """
+        INSERT INTO app.worker_leases AS l (worker, epoch, hostname, pid, acquired_at, renewed_at, expires_at)
+        VALUES (%(w)s, 1, %(host)s, %(pid)s, clock_timestamp(), clock_timestamp(),
+                clock_timestamp() + make_interval(secs => %(ttl)s))
+        ON CONFLICT (worker) DO UPDATE SET
+            epoch = l.epoch + 1, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
+            acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at
+        RETURNING epoch
+        """,
+        {"w": worker, "host": socket.gethostname(), "pid": os.getpid(), "ttl": ttl_s},
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def renew(conn: psycopg.Connection, worker: str, epoch: int, ttl_s: float) -> bool:
+    """Extend a still-valid lease; False when it expired or another epoch took it (lost for good)."""
+    row = conn.execute(
+        """
+        UPDATE app.worker_leases SET renewed_at = clock_timestamp(),
+                                     expires_at = clock_timestamp() + make_interval(secs => %s)
+        WHERE worker = %s AND epoch = %s AND expires_at > clock_timestamp()
+        RETURNING epoch
+        """,
+        (ttl_s, worker, epoch),
+    ).fetchone()
+    return row is not None
+
+
+def release(conn: psycopg.Connection, worker: str, epoch: int) -> None:
+    """Expire the lease now (a clean stop): its unfinished runs are reaped at once."""
+    conn.execute("UPDATE app.worker_leases SET expires_at = clock_timestamp() WHERE worker = %s AND epoch = %s",
+                 (worker, epoch))
+
+
+def is_valid(conn: psycopg.Connection, worker: str, epoch: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM app.worker_leases WHERE worker = %s AND epoch = %s AND expires_at > clock_timestamp()",
+        (worker, epoch),
+    ).fetchone()
+    return row is not None
+
+
+def revoke(conn: psycopg.Connection, worker: str, epoch: int) -> bool:
+    """True when the lease is dead (expired or superseded), after waiting out every commit still
+    holding it: from then on no step can commit under it. False: the lease is valid."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT epoch, expires_at > clock_timestamp() FROM app.worker_leases WHERE worker = %s FOR UPDATE",
+            (worker,),
+        ).fetchone()
+    return row is None or row[0] != epoch or not row[1]
+
+
+def current() -> tuple[str, int] | None:
+    """The lease this process runs under (a Celery worker host), or None (warm/stock launchers)."""
+    return load().worker_lease
+
+
+def fence(conn: psycopg.Connection) -> None:
+    """Inside a transaction: raise LeaseLost unless this process's lease (if any) is still valid,
+    holding it until the transaction ends. A no-op outside a worker host."""
+    lease = current()
+    if lease is None:
+        return
+    row = conn.execute(
+        "SELECT 1 FROM app.worker_leases WHERE worker = %s AND epoch = %s AND expires_at > clock_timestamp() "
+        "FOR SHARE",
+        lease,
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"worker {lease[0]} lease epoch {lease[1]} expired or was superseded: this run was "
+                        "(or will be) reaped and re-executed elsewhere; nothing committed")
