@@ -1,8 +1,9 @@
-"""Routing tags for the Celery launcher: a class from the intent's constraints, never priority 0
-by default (on Redis the lowest number is served first)."""
+"""Routing tags for the Celery launcher: a class (priority, queue) from the intent's constraints,
+declared in its contract, never priority 0 by default (on Redis the lowest number is served first)."""
 
 import pytest
 
+import contracts
 from pipelines.orchestration import routing
 
 
@@ -15,10 +16,26 @@ def test_high_is_served_before_normal_and_low() -> None:
     assert order == ["high", "normal", "low"]
 
 
-def test_every_class_goes_to_the_default_queue() -> None:
+def test_a_class_of_work_names_its_queue() -> None:
     assert routing.tags({"priority": "low"}) == {routing.QUEUE_TAG: "dagster", routing.PRIORITY_TAG: "9"}
+    assert routing.tags({"queue": "gpu.eu-1"}) == {routing.QUEUE_TAG: "gpu.eu-1", routing.PRIORITY_TAG: "5"}
 
 
 @pytest.mark.parametrize("value", ["urgent", 3, None, ["high"]])
-def test_any_other_value_is_no_priority_of_ours(value: object) -> None:
-    assert routing.tags({"priority": value}) == routing.tags({})
+def test_any_other_priority_fails_closed(value: object) -> None:
+    # The intent contract refuses these with a 400; a row that got past it is refused here too.
+    with pytest.raises(ValueError, match="constraints.priority"):
+        routing.tags({"priority": value})
+
+
+@pytest.mark.parametrize(("constraints", "valid"), [
+    ({"priority": "high", "queue": "gpu.eu-1"}, True), ({"priority": "urgent"}, False), ({"queue": "a b"}, False),
+    ({"queue": ""}, False), ({"queue": "q" * 65}, False),
+])
+def test_the_intent_contract_declares_both(constraints: dict, valid: bool) -> None:
+    body = {"goal": "x", "inputs": {}, "constraints": constraints, "connectors": []}
+    if valid:
+        contracts.validate("intent-create", body)
+    else:
+        with pytest.raises(contracts.ContractViolation):
+            contracts.validate("intent-create", body)
