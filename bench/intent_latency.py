@@ -43,6 +43,18 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
+def run_once(api: httpx.Client, intent_id: str) -> float:
+    """Seconds from POST /intents/{id}/run to its RunView saying succeeded (long-polled)."""
+    t0 = time.perf_counter()
+    run_id = api.post(f"/intents/{intent_id}/run", json={}).json()["runId"]
+    view = api.get(f"/runs/{run_id}").json()
+    while view["status"] not in ("succeeded", "failed", "canceled"):
+        view = api.get(f"/runs/{run_id}", params={"wait": 25}).json()
+    if view["status"] != "succeeded":
+        raise SystemExit(f"run {run_id} ended {view['status']}")
+    return time.perf_counter() - t0
+
+
 def over_http(launcher: str, n: int, traced: Receiver | None = None) -> list[float]:
     os.environ["HARNESS_RUN_LAUNCHER"] = launcher
     for name in OTEL_VARS:
@@ -56,14 +68,7 @@ def over_http(launcher: str, n: int, traced: Receiver | None = None) -> list[flo
             intent_id = api.post("/intents", json=DEMO).json()["intentId"]
             samples = []
             for _ in range(n + 1):  # the first run warms caches and is not counted
-                t0 = time.perf_counter()
-                run_id = api.post(f"/intents/{intent_id}/run", json={}).json()["runId"]
-                view = api.get(f"/runs/{run_id}").json()
-                while view["status"] not in ("succeeded", "failed", "canceled"):
-                    view = api.get(f"/runs/{run_id}", params={"wait": 25}).json()
-                if view["status"] != "succeeded":
-                    raise SystemExit(f"{launcher}: run {run_id} ended {view['status']}")
-                samples.append(time.perf_counter() - t0)
+                samples.append(run_once(api, intent_id))
         return samples[1:]
     finally:
         stack.down(settings, keep_db=True)

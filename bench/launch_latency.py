@@ -103,7 +103,7 @@ def measure_sequential(submit: Callable[[], str], is_done: Callable[[str], bool]
     return times
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -133,6 +133,11 @@ def stack_cpu_s(trial: TrialStack, postmaster: int | None) -> dict[str, float]:
     roots = {name: pid for name in COMPONENTS if (pid := trial.pid(name))}
     if postmaster:
         roots["postgres"] = postmaster
+    return tree_cpu_s(roots)
+
+
+def tree_cpu_s(roots: dict[str, int]) -> dict[str, float]:
+    """CPU-seconds per named process tree (each root and its descendants, live or reaped)."""
     per: dict[str, float] = {}
     seen: set[int] = set()
     for name, root in roots.items():
@@ -281,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| launcher | p50 s | p90 s | min s | max s |")
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r.name} | {statistics.median(r.seq):.3f} | {_pct(r.seq, 0.9):.3f} | {min(r.seq):.3f} | "
+        print(f"| {r.name} | {statistics.median(r.seq):.3f} | {percentile(r.seq, 0.9):.3f} | {min(r.seq):.3f} | "
               f"{max(r.seq):.3f} |")
     print(f"\n### {args.burst} submitted at once\n")
     print("| launcher | succeeded | runs/s | wall s | peak executing | cap | stack CPU-s/run |"

@@ -24,39 +24,18 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
 
+from bench.intent_latency import run_once
+from bench.launch_latency import percentile, tree_cpu_s
 from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import db, localdb
 from scripts import broker, stack
 
 DEMO = {"goal": "demo", "inputs": {}, "constraints": {}, "connectors": []}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 VARIANTS = (("warm", "warm", 0), ("celery, 1 worker", "celery", 1), ("celery, 2 workers", "celery", 2))
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _proc_cpu_s(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        return []
 
 
 def cpu_by_component(settings: Settings) -> dict[str, float]:
@@ -65,28 +44,7 @@ def cpu_by_component(settings: Settings) -> dict[str, float]:
         roots["postgres"] = info[0]
     if (pid := broker.running(settings)) is not None:
         roots["broker"] = pid
-    per: dict[str, float] = {}
-    seen: set[int] = set()
-    for name, root in roots.items():
-        todo = [root]
-        while todo:
-            pid = todo.pop()
-            if pid not in seen:
-                seen.add(pid)
-                per[name] = per.get(name, 0.0) + _proc_cpu_s(pid)
-                todo.extend(_children(pid))
-    return per
-
-
-def _one(api: httpx.Client, intent_id: str) -> float:
-    t0 = time.perf_counter()
-    run_id = api.post(f"/intents/{intent_id}/run", json={}).json()["runId"]
-    view = api.get(f"/runs/{run_id}").json()
-    while view["status"] not in ("succeeded", "failed", "canceled"):
-        view = api.get(f"/runs/{run_id}", params={"wait": 25}).json()
-    if view["status"] != "succeeded":
-        raise SystemExit(f"run {run_id} ended {view['status']}")
-    return time.perf_counter() - t0
+    return tree_cpu_s(roots)
 
 
 def _burst(api: httpx.Client, intent_id: str, burst: int, dagster_url: str) -> tuple[list[float], float]:
@@ -120,8 +78,8 @@ def measure(launcher: str, workers: int, n: int, burst: int) -> dict:
         stack.up(settings)
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=120) as api:
             intent_id = api.post("/intents", json=DEMO).json()["intentId"]
-            _one(api, intent_id)  # warms caches; not counted
-            seq = [_one(api, intent_id) for _ in range(n)]
+            run_once(api, intent_id)  # warms caches; not counted
+            seq = [run_once(api, intent_id) for _ in range(n)]
             cpu0 = cpu_by_component(settings)
             lat, wall = _burst(api, intent_id, burst, db.dagster_url(settings))
             cpu1 = cpu_by_component(settings)
@@ -154,8 +112,8 @@ def main() -> int:
     print("| variant | sequential p50 s | sequential p90 s | burst runs/s | burst p50 s | burst p90 s |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, r in results.items():
-        print(f"| {label} | {statistics.median(r['seq']):.3f} | {_pct(r['seq'], 0.9):.3f} | "
-              f"{args.burst / r['wall']:.2f} | {statistics.median(r['burst']):.3f} | {_pct(r['burst'], 0.9):.3f} |")
+        print(f"| {label} | {statistics.median(r['seq']):.3f} | {percentile(r['seq'], 0.9):.3f} | "
+              f"{args.burst / r['wall']:.2f} | {statistics.median(r['burst']):.3f} | {percentile(r['burst'], 0.9):.3f} |")
     names = sorted({k for r in results.values() for k in r["cpu"]},
                    key=lambda k: (k.startswith("worker"), k))
     print("\nCPU-seconds per run of the burst, per component:\n")
