@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.store import run_workers
@@ -49,6 +50,19 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
+def processes() -> Iterator[tuple[int, bytes, int, int]]:
+    """(pid, state, ppid, process group) of every process visible in /proc now."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        state, ppid, pgrp = raw[raw.rindex(b")") + 2 :].split()[:3]
+        yield int(entry), state, int(ppid), int(pgrp)
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs. Zombies do not count: a part started by a
     process that lives on (a test) stays a zombie until that process reaps it."""
@@ -56,17 +70,7 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        state, _ppid, pgrp = raw[raw.rindex(b")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state != b"Z":
-            return True
-    return False
+    return any(pgrp == pgid and state != b"Z" for _pid, state, _ppid, pgrp in processes())
 
 
 def _group_gone(pgid: int, within_s: float) -> bool:

@@ -40,6 +40,7 @@ import yaml
 
 from pipelines.settings import REPO_ROOT, Settings, load
 from pipelines.store import db, leases
+from scripts import pidfiles
 
 log = logging.getLogger("harness.worker")
 BIN = Path(sys.executable).parent
@@ -84,15 +85,8 @@ def celery_argv(name: str, concurrency: int, queues: tuple[str, ...]) -> list[st
 def descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (from /proc), children first."""
     parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        ppid = int(raw[raw.rindex(b")") + 2 :].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
+    for child, _state, ppid, _pgrp in pidfiles.processes():
+        parents.setdefault(ppid, []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in parents.get(todo.pop(), []):
