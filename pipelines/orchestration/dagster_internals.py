@@ -30,6 +30,12 @@ Celery worker hosts (``pipelines/launcher/celery_app.py``):
 - ``ExecuteRunArgs`` and ``unpack_value``: what dagster-celery's ``CeleryRunLauncher`` packs into
   its ``execute_job`` task, unpacked as ``dagster_celery.tasks`` does.
 
+Run storage (``pipelines/orchestration/dagster_storage.py``):
+
+- ``SqlRunStorage._core_add_run(col_values, tags)``, overridden (what ``add_run`` and
+  ``add_historical_run`` call), with ``RunsTable`` and ``RunTagsTable``, the tables it writes, and
+  ``DagsterRunAlreadyExists``, what it raises for a run that exists.
+
 Daemon with pooled storage (``scripts/daemon.py``):
 
 - ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
@@ -41,9 +47,11 @@ from __future__ import annotations
 
 from dagster._cli.api import _execute_run_command_body as execute_run_body
 from dagster._config.validate import process_config
-from dagster._core.errors import DagsterLaunchFailedError
+from dagster._core.errors import DagsterLaunchFailedError, DagsterRunAlreadyExists
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.storage.runs.schema import RunsTable, RunTagsTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 from dagster._core.storage.tags import HIDDEN_TAG_PREFIX, TagType, get_tag_type
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.controller import daemon_controller_from_instance
@@ -60,9 +68,13 @@ __all__ = [
     "ConfigurableClass",
     "ConfigurableClassData",
     "DagsterLaunchFailedError",
+    "DagsterRunAlreadyExists",
     "ExecuteRunArgs",
     "LaunchRunContext",
     "RunLauncher",
+    "RunTagsTable",
+    "RunsTable",
+    "SqlRunStorage",
     "TagType",
     "WorkerStatus",
     "WorkspaceFileTarget",

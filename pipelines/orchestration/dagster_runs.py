@@ -128,6 +128,26 @@ def abandoned_retries(conn: psycopg.Connection, *, ended_after: float) -> list[s
     return [r[0] for r in rows]
 
 
+def lost_retries(conn: psycopg.Connection, *, ended_before: float, ended_after: float) -> list[str]:
+    """Failed runs, ended between ``ended_after`` and ``ended_before`` (epoch seconds), that Dagster
+    decided to retry (``dagster/will_retry=true``) but whose retry never came: no
+    ``dagster/auto_retry_run_id``, no run re-executing it, not relaunched by the reaper."""
+    rows = conn.execute(
+        """
+        SELECT r.run_id FROM runs r
+        WHERE r.status = 'FAILURE' AND r.end_time < %s AND r.end_time > %s
+          AND EXISTS (SELECT 1 FROM run_tags t
+                      WHERE t.run_id = r.run_id AND t.key = 'dagster/will_retry' AND t.value = 'true')
+          AND NOT EXISTS (SELECT 1 FROM run_tags t
+                          WHERE t.run_id = r.run_id AND t.key IN (%s, 'dagster/auto_retry_run_id'))
+          AND NOT EXISTS (SELECT 1 FROM run_tags t WHERE t.key = %s AND t.value = r.run_id)
+        ORDER BY r.id
+        """,
+        (ended_before, ended_after, RELAUNCHED_TAG, PARENT_RUN_TAG),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def app_runs_changed(conn: psycopg.Connection, since: datetime, limit: int) -> list[tuple[str, datetime]]:
     """(app run id, newest update_timestamp) of the app runs whose Dagster runs changed after
     ``since`` (naive UTC), oldest change first."""

@@ -15,19 +15,26 @@ run id, so the uniqueness is stated on what a launch does write: a second root f
 run fails at its insert (``DagsterRunAlreadyExists``) whoever launches it and whatever failed
 before (pipelines.orchestration.lifecycle).
 
+And it adds a run with its tags in one statement. dagster-postgres's engine is AUTOCOMMIT and
+``SqlRunStorage._core_add_run`` inserts the ``runs`` row, then its ``run_tags`` rows, as two
+commits: a process killed between them (a chaos run SIGKILLed the webserver there) left a run
+whose tags exist only in its ``run_body``, so everything that reads ``run_tags`` (run groups, tag
+filters, the UI's run list) lost it. One ``WITH … INSERT`` statement commits both or neither.
+
 Configured in ``dagster_home/dagster.yaml`` as ``run_storage``; event log and schedule storage
 stay dagster-postgres's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from dagster_postgres import PostgresRunStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
+from pipelines.orchestration.dagster_internals import DagsterRunAlreadyExists, RunsTable, RunTagsTable
 from pipelines.orchestration.dagster_runs import APP_RUN_TAG, ONE_ROOT_INDEX, PARENT_RUN_TAG, RUN_TAGS_SQL
 
 # Roots only: Dagster tags every re-execution and retry with its parent run id.
@@ -53,6 +60,24 @@ class SchemaCachingPostgresRunStorage(PostgresRunStorage):
             except sa.exc.ProgrammingError:  # another process created it at the same moment
                 if conn.execute(sa.text("SELECT to_regclass(:name)"), {"name": ONE_ROOT_INDEX}).scalar() is None:
                     raise
+
+    def _core_add_run(self, col_values: dict[str, Any], tags: Mapping[str, str]) -> None:
+        new_run = sa.insert(RunsTable).values(**col_values).returning(RunsTable.c.run_id).cte("new_run")
+        statement: sa.Executable
+        if tags:
+            new_tags = sa.values(sa.column("key", sa.Text), sa.column("value", sa.Text),
+                                 name="new_tags").data(list(tags.items()))
+            statement = sa.insert(RunTagsTable).from_select(
+                ["run_id", "key", "value"],
+                sa.select(new_run.c.run_id, new_tags.c.key, new_tags.c.value).select_from(
+                    new_run.join(new_tags, sa.true())))
+        else:
+            statement = sa.select(new_run.c.run_id)
+        with self.connect() as conn:
+            try:
+                conn.execute(statement)
+            except sa.exc.IntegrityError as exc:  # run_id or the one-root index: run_tags has no key of its own
+                raise DagsterRunAlreadyExists from exc
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> SchemaCachingPostgresRunStorage:

@@ -13,6 +13,15 @@ Dagster gave up on only because the code location was down.
    "Failed to retry run", tags the run ``dagster/will_retry=false`` and never tries again. Such a
    run failed for an infrastructure reason, not its own; it is re-executed from failure once the
    code location answers again (once per run, marked by a tag).
+3. The retry daemon can also lose a retry without a word: it reads failures through an event-id
+   cursor, and a FAILURE event committed out of id order (run monitoring failing a run at its
+   max runtime while the interrupted worker writes its own events) falls behind the cursor and
+   is never seen. Such a run stays FAILURE with ``dagster/will_retry=true`` and no retry, its app
+   run ``retrying`` for good (seen in 2 of 3 full-suite runs of the max-runtime test). Once it
+   has waited ``LOST_RETRY_GRACE_S`` (the daemon retries within seconds) it is re-executed from
+   failure too. The re-execution joins the run group, so Dagster's ``max_retries`` still counts
+   it; the run is tagged ``dagster/auto_retry_run_id`` with it, which is how the daemon, should it
+   come to the run after all, knows the retry exists (``get_automatically_retried_run_if_exists``).
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ log = logging.getLogger(__name__)
 
 UNREGISTERED_GRACE_S = 10.0
 RELAUNCH_WINDOW_S = 3600.0
+LOST_RETRY_GRACE_S = 30.0
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 
 
 def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s: float) -> str | None:
@@ -78,14 +89,18 @@ def reap(dagster_conn: psycopg.Connection, app_conn: psycopg.Connection, instanc
 
 def relaunch_abandoned_retries(dagster_conn: psycopg.Connection, instance: Callable[[], DagsterInstance],
                                client: DagsterClient) -> list[str]:
-    """Re-execute from failure each recent run whose automatic retry could not be launched."""
+    """Re-execute from failure each recent run whose automatic retry could not be launched or was
+    lost."""
+    now = time.time()
     relaunched = []
-    for run_id in dagster_runs.abandoned_retries(dagster_conn, ended_after=time.time() - RELAUNCH_WINDOW_S):
+    for run_id in (dagster_runs.abandoned_retries(dagster_conn, ended_after=now - RELAUNCH_WINDOW_S)
+                   + dagster_runs.lost_retries(dagster_conn, ended_before=now - LOST_RETRY_GRACE_S,
+                                               ended_after=now - RELAUNCH_WINDOW_S)):
         try:
             new_run_id = client.reexecute_from_failure(run_id)
         except (DagsterUnavailable, DagsterRejected) as exc:
             log.warning("could not re-execute run %s yet (next tick): %s %s", run_id, exc, getattr(exc, "body", ""))
             continue
-        instance().add_run_tags(run_id, {RELAUNCHED_TAG: new_run_id})
+        instance().add_run_tags(run_id, {RELAUNCHED_TAG: new_run_id, AUTO_RETRY_RUN_ID_TAG: new_run_id})
         relaunched.append(run_id)
     return relaunched

@@ -20,7 +20,7 @@ def run_reaper(context: SensorEvaluationContext) -> SkipReason:
             context.log.warning(f"reaped run {run_id}: its worker is gone; the retry daemon resumes it")
         relaunched = relaunch_abandoned_retries(runs, instance, DagsterClient(load().dagster_ui_url))
     for run_id in relaunched:
-        context.log.warning(f"re-executed run {run_id} from failure: Dagster could not launch its retry")
+        context.log.warning(f"re-executed run {run_id} from failure: Dagster could not launch its retry, or lost it")
     if not reaped and not relaunched:
         return SkipReason("no abandoned runs")
     return SkipReason(f"reaped {len(reaped)} run(s) {reaped}; relaunched {len(relaunched)} retry(s) {relaunched}")

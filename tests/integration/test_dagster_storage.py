@@ -64,3 +64,34 @@ def test_at_most_one_root_run_per_app_run(test_databases: TestDatabases) -> None
             "EXPLAIN SELECT run_id FROM runs WHERE (run_body::jsonb -> 'tags') ->> 'app/run_id' = 'x' "
             "AND NOT ((run_body::jsonb -> 'tags') ? 'dagster/parent_run_id')").fetchall())
     assert dagster_runs.ONE_ROOT_INDEX in plan
+
+
+def test_a_run_and_its_tags_commit_together(test_databases: TestDatabases) -> None:
+    """A tag insert that fails (here: a trigger on ``run_tags``, standing in for a process killed
+    between Dagster's two autocommit inserts) leaves no run either; a good run keeps every tag."""
+    storage = {"module": "pipelines.orchestration.dagster_storage", "class": SchemaCachingPostgresRunStorage.__name__,
+               "config": {"postgres_url": sqlalchemy_psycopg2(test_databases.dagster_url)}}
+    poison = """
+        CREATE FUNCTION test_poison_tag() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.value = 'poison' THEN RAISE EXCEPTION 'tag insert failed'; END IF; RETURN NEW; END $$;
+    """
+    with instance_for_test(overrides={"run_storage": storage}) as instance:
+        with psycopg.connect(test_databases.dagster_url, autocommit=True) as conn:
+            conn.execute("DROP FUNCTION IF EXISTS test_poison_tag CASCADE")
+            conn.execute(poison)
+            conn.execute("CREATE TRIGGER test_poison_tag BEFORE INSERT ON run_tags FOR EACH ROW "
+                         "EXECUTE FUNCTION test_poison_tag()")
+            try:
+                with pytest.raises(Exception, match="tag insert failed"):
+                    instance.create_run_for_job(hello_job, tags={"app/run_id": "run_poisoned", "x": "poison"})
+                good = instance.create_run_for_job(hello_job, tags={"app/run_id": "run_tagged", "x": "y"})
+                untagged = instance.create_run_for_job(hello_job)
+            finally:
+                conn.execute("DROP FUNCTION test_poison_tag CASCADE")
+            poisoned = conn.execute("SELECT count(*) FROM runs WHERE run_body LIKE %s",
+                                    ("%run_poisoned%",)).fetchone()
+            tags = dict(conn.execute("SELECT key, value FROM run_tags WHERE run_id = %s", (good.run_id,)).fetchall())
+        assert poisoned == (0,)
+        assert {"app/run_id": "run_tagged", "x": "y"}.items() <= tags.items()
+        assert instance.get_run_by_id(untagged.run_id) is not None
+        assert instance.get_run_tags(tag_keys=["app/run_id"])  # Dagster reads them back through run_tags

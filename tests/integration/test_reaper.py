@@ -1,5 +1,5 @@
 """The reaper against real run storage: it fails runs whose worker is gone, leaves live ones, lists
-retries Dagster could not launch, and builds no DagsterInstance when there is nothing to do."""
+retries Dagster could not launch or lost, and builds no DagsterInstance when there is nothing to do."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from pipelines.orchestration import dagster_runs
-from pipelines.orchestration.reaper import reap
+from pipelines.orchestration.reaper import reap, relaunch_abandoned_retries
 from pipelines.sensors.reaper_sensor import run_reaper
 from pipelines.store import run_workers
 from tests.conftest import TestDatabases
@@ -88,6 +88,50 @@ def test_abandoned_retries_are_listed_once(instance: DagsterInstance, runs_conn:
     _failed_retry(instance, launch_failed=True, tags={"dagster/auto_retry_run_id": "y"})
     assert dagster_runs.abandoned_retries(runs_conn, ended_after=time.time() - 60) == [abandoned]
     assert dagster_runs.abandoned_retries(runs_conn, ended_after=time.time() + 60) == []
+
+
+def _lost_retry(instance: DagsterInstance, runs_conn: psycopg.Connection, ended_s_ago: float,
+                tags: dict[str, str] | None = None) -> str:
+    run_id = str(uuid.uuid4())
+    instance.add_run(DagsterRun(job_name="hello_job", run_id=run_id, status=DagsterRunStatus.NOT_STARTED))
+    instance.report_run_failed(instance.get_run_by_id(run_id), message="Exceeded maximum runtime of 2 seconds.")
+    instance.add_run_tags(run_id, {"dagster/will_retry": "true", **(tags or {})})
+    runs_conn.execute("UPDATE runs SET end_time = %s WHERE run_id = %s", (time.time() - ended_s_ago, run_id))
+    return run_id
+
+
+class _ScriptedClient:
+    """The reaper's DagsterClient, answering a re-execution with a run id (the real one is covered
+    by the stack tests)."""
+
+    def __init__(self) -> None:
+        self.reexecuted: list[str] = []
+
+    def reexecute_from_failure(self, parent_run_id: str) -> str:
+        self.reexecuted.append(parent_run_id)
+        return f"retry-of-{parent_run_id}"
+
+
+def test_lost_retries_are_relaunched_once_after_their_grace(instance: DagsterInstance,
+                                                           runs_conn: psycopg.Connection) -> None:
+    """A failure Dagster decided to retry, with no retry a grace period later (the retry daemon's
+    cursor passed its event), is re-executed from failure once and tagged with its retry."""
+    lost = _lost_retry(instance, runs_conn, 60)
+    _lost_retry(instance, runs_conn, 1)  # the daemon may still come: within the grace
+    _lost_retry(instance, runs_conn, 60, {"dagster/auto_retry_run_id": "y"})  # retried
+    _lost_retry(instance, runs_conn, 60, {dagster_runs.RELAUNCHED_TAG: "x"})  # relaunched by us
+    retried_by_hand = _lost_retry(instance, runs_conn, 60)
+    instance.add_run(DagsterRun(job_name="hello_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.NOT_STARTED,
+                                tags={dagster_runs.PARENT_RUN_TAG: retried_by_hand}))
+    now = time.time()
+    assert dagster_runs.lost_retries(runs_conn, ended_before=now - 30, ended_after=now - 3600) == [lost]
+
+    client = _ScriptedClient()
+    assert relaunch_abandoned_retries(runs_conn, lambda: instance, client) == [lost]  # type: ignore[arg-type]
+    assert client.reexecuted == [lost]
+    tags = instance.get_run_by_id(lost).tags
+    assert tags["dagster/auto_retry_run_id"] == tags[dagster_runs.RELAUNCHED_TAG] == f"retry-of-{lost}"
+    assert relaunch_abandoned_retries(runs_conn, lambda: instance, client) == []  # type: ignore[arg-type]
 
 
 def test_sensor_tick_reaps(instance: DagsterInstance, runs_conn: psycopg.Connection, app_conn: psycopg.Connection,

@@ -57,3 +57,14 @@ def test_celery_task_args_round_trip() -> None:
     origin = ReconstructableJob.for_module("pipelines.jobs.hello", "hello_job").get_python_origin()
     args = di.ExecuteRunArgs(job_origin=origin, run_id="r1", instance_ref=None)
     assert di.unpack_value(pack_value(args), as_type=di.ExecuteRunArgs).run_id == "r1"
+
+
+def test_add_run_goes_through_core_add_run() -> None:
+    """The run storage overrides ``_core_add_run`` to add a run and its tags in one statement: it
+    must still be what ``add_run`` and ``add_historical_run`` call, with the same arguments."""
+    params = list(inspect.signature(di.SqlRunStorage._core_add_run).parameters)
+    assert params == ["self", "col_values", "tags"], params
+    for caller in (di.SqlRunStorage.add_run, di.SqlRunStorage.add_historical_run):
+        assert "self._core_add_run(" in inspect.getsource(caller), caller
+    assert {"run_id", "run_body", "status"} <= set(di.RunsTable.c.keys())
+    assert set(di.RunTagsTable.c.keys()) == {"id", "run_id", "key", "value"}
