@@ -72,8 +72,17 @@ class JsonFormatter(logging.Formatter):
 
 def _not_printed_already(record: logging.LogRecord) -> bool:
     """Dagster's own process loggers (the daemon's ``dagster.daemon.*``) print through a console
-    handler of their own and propagate too: the root handler leaves those to them, once."""
-    return not logging.getLogger(record.name).handlers
+    handler of Dagster's (on the ``dagster`` logger, an ancestor) and propagate too: the root
+    handler leaves those to them, once."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    root = logging.getLogger()
+    while logger is not None and logger is not root:
+        if logger.handlers:
+            return False
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return True
 
 
 def handler(service: str, log_format: str) -> logging.Handler:

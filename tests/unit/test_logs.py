@@ -50,3 +50,17 @@ def test_bound_and_extra_ids_and_dagster_meta() -> None:
 def test_text_format_is_still_available() -> None:
     handler = logs.handler("api", "text")
     assert not isinstance(handler.formatter, logs.JsonFormatter)
+
+
+def test_lines_a_dagster_handler_prints_are_not_printed_again() -> None:
+    """Dagster's daemon logs through ``dagster.daemon.<Name>`` loggers whose console handler sits on
+    an ancestor; our root handler must not print those records a second time."""
+    parent, child, ours = (logging.getLogger(n) for n in ("harness_test_dagster", "harness_test_dagster.daemon.X",
+                                                           "harness_test_ours.x"))
+    dagsters = logging.NullHandler()
+    parent.addHandler(dagsters)
+    try:
+        assert not logs._not_printed_already(logging.LogRecord(child.name, logging.INFO, __file__, 1, "m", (), None))
+        assert logs._not_printed_already(logging.LogRecord(ours.name, logging.INFO, __file__, 1, "m", (), None))
+    finally:
+        parent.removeHandler(dagsters)
