@@ -14,7 +14,9 @@ This process is the host's agent:
 2. starts ``celery -A pipelines.launcher.celery_app worker`` as its child with
    ``HARNESS_WORKER_LEASE=<name>:<epoch>`` (the runs register under it; their checkpoint commits
    check it), a fresh forked child per run (``--max-tasks-per-child 1``);
-3. renews the lease every TTL/5. A lease it finds lost (a renewal refused, or none succeeded for a
+3. renews the lease every TTL/5, and each time marks the runs registered under it whose process
+   died (``run_workers.mark_gone``): a pool child killed on a live host is seen by no lease, and
+   Celery's task state for it can be lost; the reaper fails such a run. A lease it finds lost (a renewal refused, or none succeeded for a
    whole TTL: Postgres unreachable) means its runs are being reaped and re-executed elsewhere: it
    SIGKILLs its Celery tree at once, then takes a new epoch and starts a fresh Celery worker.
 4. Celery exiting ends the agent (exit status passed on); SIGTERM/SIGINT stop Celery warmly
@@ -39,7 +41,7 @@ import psycopg
 import yaml
 
 from pipelines.settings import REPO_ROOT, Settings, load
-from pipelines.store import db, leases
+from pipelines.store import db, leases, run_workers
 from scripts import pidfiles
 
 log = logging.getLogger("harness.worker")
@@ -160,6 +162,9 @@ class Agent:
                 lost = not leases.renew(self._db(), self.name, epoch, self.ttl)
                 if not lost:
                     last_ok = time.monotonic()
+                    for run_id in run_workers.mark_gone(self._db(), self.name, epoch):
+                        log.warning("worker %s: the process of run %s is gone; the reaper fails the run if it "
+                                    "is still started", self.name, run_id)
             except psycopg.Error as exc:
                 log.warning("lease %s not renewed: %s", self.name, exc)
                 self.conn = None

@@ -8,7 +8,9 @@ Dagster gave up on only because the code location was down.
    host (another machine, as far as we know) registered under that host's heartbeat lease
    (``app.worker_leases``): it is reaped once that lease is dead (expired: no heartbeat for
    ``HARNESS_LEASE_TTL_S``, or superseded by the worker's restart), after ``leases.revoke`` has
-   waited out any step commit still holding it, so the lost worker can commit nothing more.
+   waited out any step commit still holding it, so the lost worker can commit nothing more. On a
+   host whose lease is alive, a run is reaped when the host's agent found its process gone
+   (``run_workers.mark_gone``: a pool child killed, which Celery's task state may not tell).
 2. When the retry daemon cannot launch a retry (the code server is restarting, say), it logs
    "Failed to retry run", tags the run ``dagster/will_retry=false`` and never tries again. Such a
    run failed for an infrastructure reason, not its own; it is re-executed from failure once the
@@ -53,6 +55,8 @@ def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s:
     if lease is not None:
         if leases.revoke(conn, *lease):
             return f"worker {lease[0]}'s lease (epoch {lease[1]}) expired: the worker host is gone or cut off"
+        if run_workers.found_gone(conn, run_id):
+            return f"its process on worker host {lease[0]} is gone (seen by the host's agent)"
         return None
     worker = run_workers.lookup(conn, run_id)
     if worker is None:

@@ -48,6 +48,29 @@ def register(conn: psycopg.Connection, dagster_run_id: str, lease: tuple[str, in
     )
 
 
+def mark_gone(conn: psycopg.Connection, worker: str, epoch: int) -> list[str]:
+    """On a worker host (its agent): mark each run registered under this lease whose process is
+    gone; the Dagster run ids newly marked. Rows of runs that finished are marked too once their
+    process exits (a pool child runs many runs); the reaper only acts on runs still STARTED."""
+    rows = conn.execute(
+        "SELECT dagster_run_id, pid, pid_start_ticks FROM app.run_workers "
+        "WHERE worker = %s AND lease_epoch = %s AND gone_at IS NULL",
+        (worker, epoch),
+    ).fetchall()
+    gone = [run_id for run_id, pid, ticks in rows if not is_alive(pid, ticks)]
+    if gone:
+        conn.execute("UPDATE app.run_workers SET gone_at = clock_timestamp() WHERE dagster_run_id = ANY(%s)",
+                     (gone,))
+    return gone
+
+
+def found_gone(conn: psycopg.Connection, dagster_run_id: str) -> bool:
+    """Its worker host's agent saw the run's process gone (``mark_gone``)."""
+    row = conn.execute("SELECT gone_at IS NOT NULL FROM app.run_workers WHERE dagster_run_id = %s",
+                       (dagster_run_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def mark_span_ended(conn: psycopg.Connection, dagster_run_id: str) -> None:
     """Its run span was ended and exported (pipelines/telemetry.py): no successor records it."""
     conn.execute("UPDATE app.run_workers SET span_ended_at = now() WHERE dagster_run_id = %s", (dagster_run_id,))

@@ -4,6 +4,8 @@ gone commits no step (the fence), while a commit holding the lease makes the rea
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -60,6 +62,27 @@ def test_the_reaper_judges_a_leased_run_by_its_lease(app_conn: psycopg.Connectio
     _expire(app_conn, "w1")
     reason = reaper._gone(app_conn, "dr-1", started=time.time() - 3600, grace_s=10)
     assert reason is not None and "w1" in reason and "lease" in reason
+
+
+def test_the_agent_marks_its_dead_processes_and_the_reaper_fails_their_runs(app_conn: psycopg.Connection) -> None:
+    """On a live host (valid lease) a run whose process is gone is reaped once the host's agent
+    marked it; a live process, and another lease's rows, are left alone."""
+    epoch = leases.acquire(app_conn, "w1", TTL)
+    other = leases.acquire(app_conn, "w2", TTL)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = run_workers.start_ticks(proc.pid)
+    proc.wait()
+    for run_id, lease in (("dr-dead", ("w1", epoch)), ("dr-live", ("w1", epoch)), ("dr-other", ("w2", other))):
+        _registered(app_conn, run_id, lease)
+    app_conn.execute("UPDATE app.run_workers SET pid = %s, pid_start_ticks = %s WHERE dagster_run_id IN "
+                     "('dr-dead', 'dr-other')", (proc.pid, ticks))
+    assert reaper._gone(app_conn, "dr-dead", started=time.time() - 3600, grace_s=10) is None  # not seen yet
+    assert run_workers.mark_gone(app_conn, "w1", epoch) == ["dr-dead"]
+    assert run_workers.mark_gone(app_conn, "w1", epoch) == []  # once
+    reason = reaper._gone(app_conn, "dr-dead", started=time.time() - 3600, grace_s=10)
+    assert reason is not None and "w1" in reason and "agent" in reason
+    assert reaper._gone(app_conn, "dr-live", started=time.time() - 3600, grace_s=10) is None
+    assert reaper._gone(app_conn, "dr-other", started=time.time() - 3600, grace_s=10) is None
 
 
 def _begun(conn: psycopg.Connection, run: str) -> None:

@@ -221,3 +221,39 @@ def test_a_broker_restart_under_a_running_run_fails_nothing(celery_stack: Settin
                120, 0.5)
     assert [r.status for r in proof.group(dagster_url, wf)] == ["SUCCESS"]
     assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
+
+
+def test_a_run_whose_process_dies_on_a_live_host_is_reaped_and_resumed(celery_stack: Settings,
+                                                                       test_databases: TestDatabases) -> None:
+    """The run's Celery pool child SIGKILLed while Redis is down (found by a chaos run: Celery could
+    not store the task's failure, the restarted Redis had no state for it, the host's lease stayed
+    valid, and the run stayed STARTED for good). The host's agent sees the process gone and the
+    reaper fails the run while Redis is still down (so neither Celery's state nor the lease can
+    have told); once Redis is back the retry finishes it, effects once."""
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    wf = "wf-celery-child-killed"
+    first = proof.launch(celery_stack, app_url, wf, "s2_before_commit", 60.0)
+    proof.poll("s2 to start", lambda: proof._step_running(app_url, wf, "s2"), 60, 0.1)
+    proof.poll("the run to register its worker", lambda: first in _workers_of(app_url, [first]), 30, 0.1)
+    with psycopg.connect(app_url) as conn:
+        (pid,) = conn.execute("SELECT pid FROM app.run_workers WHERE dagster_run_id = %s", (first,)).fetchone()
+    suite_broker = dataclasses.replace(load(), data_dir=TEST_DATA_DIR / "broker", broker_url_override=None)
+    redis = broker.running(suite_broker)
+    assert redis is not None
+    os.kill(redis, signal.SIGKILL)
+    try:
+        proof.poll("the broker to be gone", lambda: broker.running(suite_broker) is None, 30, 0.05)
+        os.kill(pid, signal.SIGKILL)
+        proof.poll("the run to be failed", lambda: proof.group(dagster_url, wf)[0].status == "FAILURE", 60, 0.2)
+    finally:
+        broker.up(suite_broker, port=per_checkout.SUITE_BROKER)
+    with psycopg.connect(dagster_url) as conn:
+        (reason,) = conn.execute(
+            "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
+            (first,)).fetchone()
+    assert "seen by the host's agent" in reason, reason
+    proof.poll("the run group to settle", lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].settled,
+               240, 0.5)
+    runs = proof.group(dagster_url, wf)
+    assert [r.status for r in runs] == ["FAILURE", "SUCCESS"], runs
+    assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
