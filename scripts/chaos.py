@@ -190,6 +190,15 @@ def main() -> int:
     os.environ.setdefault("PORT", "3900")
     os.environ.setdefault("HARNESS_DATA_DIR", str(REPO_ROOT / ".data" / f"chaos-{os.environ['PORT']}"))
     settings = load()
+    # Stopped at the end, pass or fail: a stack left up would run the next chaos run on this run's
+    # code (its rows stay under the data dir; `mise run db:up` with the same PORT to read them).
+    try:
+        return _run(settings, args)
+    finally:
+        stack.down(settings)
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
     stack.up(settings)
     with psycopg.connect(db.app_url(settings), autocommit=True) as conn:  # a clean slate for the keys
         conn.execute("DELETE FROM app.runs WHERE idempotency_key LIKE 'chaos-%%'")
