@@ -3,8 +3,9 @@ launching through Dagster's CeleryRunLauncher onto the suite's Redis, and two wo
 (``WORKERS=2``), each its own process tree, data dir and heartbeat lease. Intents over HTTP spread
 over both workers and succeed exactly once; a worker host SIGKILLed as a whole (a lost machine),
 frozen past its lease, or cut off from PostgreSQL by the network has its run reaped by lease
-expiry and resumed from failure on another, effects exactly once. A test starts worker hosts of
-its own beside the two, consuming a queue of their own.
+expiry and resumed from failure on another, effects exactly once. Some tests start worker hosts
+of their own beside the two, each consuming a queue of its own: an intent routed there by
+``constraints.queue`` runs there only.
 """
 
 from __future__ import annotations
@@ -304,3 +305,39 @@ def test_a_worker_host_cut_off_from_postgres_is_reaped_and_resumed_on_another(
     reason = _failure_reason(dagster_url, first)
     assert "lease" in reason and "worker-cut" in reason, reason
 
+
+ROUTED_QUEUE = "routed"
+
+
+def _run_spans(dagster_url: str, dagster_run_ids: list[str]) -> list[tuple[float, float]]:
+    """(start, end) of each run, in order of start."""
+    with psycopg.connect(dagster_url) as conn:
+        return [(float(a), float(b)) for a, b in conn.execute(
+            "SELECT start_time, end_time FROM runs WHERE run_id = ANY(%s) ORDER BY start_time",
+            (dagster_run_ids,)).fetchall()]
+
+
+def test_an_intent_routed_to_a_queue_runs_only_on_the_host_consuming_it(
+        api: httpx.Client, celery_stack: Settings, test_databases: TestDatabases) -> None:
+    """``constraints.queue`` over HTTP, end to end: one more host consumes only that queue (at
+    concurrency 1, the queue's cap), the stack's two only the default one. The routed runs execute
+    on that host, once each, one after the other; the default ones never there."""
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    with _host(celery_stack, "worker-routed", ROUTED_QUEUE, app_url, dagster_url):
+        routed = api.post("/intents", json={**DEMO, "constraints": {"queue": ROUTED_QUEUE}}).json()["intentId"]
+        plain = api.post("/intents", json=DEMO).json()["intentId"]
+        routed_ids = [api.post(f"/intents/{routed}/run", json={}).json()["runId"] for _ in range(2)]
+        plain_ids = [api.post(f"/intents/{plain}/run", json={}).json()["runId"] for _ in range(3)]
+        views = [_wait_final(api, run_id, 180) for run_id in routed_ids + plain_ids]
+    assert [v["status"] for v in views] == ["succeeded"] * len(views)
+    for view in views:  # exactly once: one Dagster run, every step done on its first attempt
+        assert len(view["dagsterRuns"]) == 1, view["dagsterRuns"]
+        assert [(s["status"], s["attempts"]) for s in view["steps"]] == [("succeeded", 1)] * 3, view["steps"]
+    routed_runs = [v["dagsterRuns"][0]["runId"] for v in views[:2]]
+    plain_runs = [v["dagsterRuns"][0]["runId"] for v in views[2:]]
+    workers = _workers_of(app_url, routed_runs + plain_runs)
+    assert [workers[r] for r in routed_runs] == ["worker-routed"] * 2, workers
+    assert {workers[r] for r in plain_runs} <= {"worker-1", "worker-2"}, workers
+    # The queue's cap (its one host's concurrency 1): the second routed run started after the first ended.
+    (_, first_end), (second_start, _) = _run_spans(dagster_url, routed_runs)
+    assert second_start >= first_end
