@@ -28,7 +28,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -90,7 +90,9 @@ def _step_running(app_url: str, wf_id: str, step: str) -> bool:
     return bool(row and row[0] in ("running", "succeeded"))
 
 
-def launch(settings: Settings, app_url: str, wf_id: str, point: str, pause_s: float) -> str:
+def launch(settings: Settings, app_url: str, wf_id: str, point: str, pause_s: float,
+           tags: Mapping[str, str] | None = None) -> str:
+    """Launch a crashdemo run for ``wf_id`` (``tags`` beside its app run id: e.g. a route)."""
     with psycopg.connect(app_url, autocommit=True) as conn:
         conn.execute("INSERT INTO app.workflow_runs (wf_id, crash_at, pause_s) VALUES (%s, %s, %s)",
                      (wf_id, point, pause_s))
@@ -100,7 +102,8 @@ def launch(settings: Settings, app_url: str, wf_id: str, point: str, pause_s: fl
     # A timeout is not retried: that launch may have gone through.
     for attempt in range(5):
         try:
-            return client.launch("crashdemo", crashdemo_run_config(wf_id, point, pause_s), {"app/run_id": wf_id})
+            return client.launch("crashdemo", crashdemo_run_config(wf_id, point, pause_s),
+                                 {**(tags or {}), "app/run_id": wf_id})
         except DagsterUnavailable as exc:
             if exc.status is None or attempt == 4:
                 raise

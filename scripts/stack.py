@@ -126,8 +126,20 @@ def worker_data_dir(settings: Settings, name: str) -> Path:
     return settings.data_dir / "workers" / name
 
 
+def _worker_ready_file(settings: Settings, name: str) -> Path:
+    """Written by the worker's Celery parent once it consumes (pipelines/launcher/celery_app.py)."""
+    return worker_data_dir(settings, name) / "run" / "celery.ready"
+
+
 def worker_names(settings: Settings) -> list[str]:
     return [f"worker-{i}" for i in range(1, settings.workers + 1)] if settings.run_launcher == "celery" else []
+
+
+def worker(settings: Settings, name: str, queues: tuple[str, ...] = (), env: tuple[tuple[str, str], ...] = ()) -> Component:
+    """A worker host beside the stack (its name starts with ``worker-``), with a data dir of its
+    own; ``queues`` and ``env`` (e.g. other database URLs) replace the settings' for it alone."""
+    argv = [sys.executable, "-m", "scripts.worker", "--name", name, *(["--queues", ",".join(queues)] if queues else [])]
+    return Component(name, argv, (("HARNESS_DATA_DIR", str(worker_data_dir(settings, name))), *env))
 
 
 def components(settings: Settings) -> list[Component]:
@@ -137,9 +149,7 @@ def components(settings: Settings) -> list[Component]:
     if settings.run_launcher == "celery" and settings.embedded_broker:
         pool = [Component("broker", broker.argv(settings))]
     # WORKERS=N: worker hosts for a single-machine trial, each with a data dir of its own.
-    workers = [Component(name, [sys.executable, "-m", "scripts.worker", "--name", name],
-                         (("HARNESS_DATA_DIR", str(worker_data_dir(settings, name))),))
-               for name in worker_names(settings)]
+    workers = [worker(settings, name) for name in worker_names(settings)]
     return pool + [
         Component(
             "codeserver",
@@ -181,8 +191,10 @@ def component_env(env: dict[str, str], name: str) -> dict[str, str]:
     return {**env, "PGAPPNAME": f"harness-{name}"}
 
 
-def _start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
+def start(settings: Settings, comp: Component, env: dict[str, str]) -> int:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
+    if comp.name.startswith("worker-"):  # a ready file left by an earlier run is not this one's
+        _worker_ready_file(settings, comp.name).unlink(missing_ok=True)
     log = open(settings.log_dir / f"{comp.name}.log", "ab")
     # Own session per component: stopping or killing it takes its children (run workers) too.
     proc = subprocess.Popen(
@@ -268,13 +280,13 @@ def preflight(settings: Settings, comps: list[Component]) -> list[str]:
     return problems
 
 
-def _ready(settings: Settings, name: str) -> bool:
+def ready(settings: Settings, name: str) -> bool:
     if name == "pool":
         return ping(str(settings.pool_socket))
     if name == "broker":
         return broker.ping(settings.broker_url)
     if name.startswith("worker-"):
-        return (worker_data_dir(settings, name) / "run" / "celery.ready").exists()
+        return _worker_ready_file(settings, name).exists()
     if name == "api":
         return _http_ok(f"http://127.0.0.1:{settings.api_port}/healthz") is not None
     if name == "codeserver":
@@ -315,25 +327,30 @@ def up(settings: Settings, timeout_s: float = 120.0) -> None:
     for comp in comps:
         running = read_pid(settings, comp.name)
         if running is None:
-            print(f"{comp.name:<11} started pid {_start(settings, comp, env)}")
+            print(f"{comp.name:<11} started pid {start(settings, comp, env)}")
         else:
             print(f"{comp.name:<11} already running pid {running}")
-    deadline = time.monotonic() + timeout_s
-    pending = [c.name for c in comps]
-    while pending:
-        for name in list(pending):
-            if read_pid(settings, name) is None:
-                raise SystemExit(f"{name} exited during start-up; see {settings.log_dir / (name + '.log')}")
-            if _ready(settings, name):
-                pending.remove(name)
-        if pending and time.monotonic() > deadline:
-            raise SystemExit(f"not ready after {timeout_s:.0f}s: {', '.join(pending)} (logs in {settings.log_dir})")
-        time.sleep(0.2)
+    wait_ready(settings, [c.name for c in comps], timeout_s)
     reaped = reap_abandoned(settings)
     if reaped:
         print(f"reaper      recovered {len(reaped)} abandoned run(s): {', '.join(reaped)}")
     print(f"stack up in {time.monotonic() - t0:.1f}s: API http://127.0.0.1:{settings.api_port}  "
           f"Dagster UI {settings.dagster_ui_url}")
+
+
+def wait_ready(settings: Settings, names: list[str], timeout_s: float) -> None:
+    """Return once every named part answers; SystemExit when one exits or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(names)
+    while pending:
+        for name in list(pending):
+            if read_pid(settings, name) is None:
+                raise SystemExit(f"{name} exited during start-up; see {settings.log_dir / (name + '.log')}")
+            if ready(settings, name):
+                pending.remove(name)
+        if pending and time.monotonic() > deadline:
+            raise SystemExit(f"not ready after {timeout_s:.0f}s: {', '.join(pending)} (logs in {settings.log_dir})")
+        time.sleep(0.2)
 
 
 def wants_model(settings: Settings) -> bool:

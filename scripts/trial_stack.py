@@ -142,7 +142,7 @@ class TrialStack:
         end = time.monotonic() + timeout_s
         for name in names:
             def ready(n: str = name) -> bool:
-                return self._alive(n) and stack._ready(self.settings, n)
+                return self._alive(n) and stack.ready(self.settings, n)
 
             wait_for(f"{name} ready", ready, max(end - time.monotonic(), 0.1), 0.2)
         if self.warm:
@@ -159,7 +159,7 @@ class TrialStack:
         return self._start("pool", [sys.executable, "-m", "scripts.pool"])
 
     def _start(self, name: str, argv: list[str]) -> int:
-        """Like scripts.stack's start (own session, PID file with start ticks), from the code snapshot."""
+        """Like scripts.stack.start (own session, PID file with start ticks), from the code snapshot."""
         from scripts import stack
 
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)

@@ -13,12 +13,15 @@ This process is the host's agent:
 1. it takes the worker's lease in ``app.worker_leases`` with a new epoch;
 2. starts ``celery -A pipelines.launcher.celery_app worker`` as its child with
    ``HARNESS_WORKER_LEASE=<name>:<epoch>`` (the runs register under it; their checkpoint commits
-   check it), a fresh forked child per run (``--max-tasks-per-child 1``);
+   check it); each pool child runs up to ``MAX_RUNS_PER_CHILD`` runs before a fresh fork replaces it;
 3. renews the lease every TTL/5, and each time marks the runs registered under it whose process
    died (``run_workers.mark_gone``): a pool child killed on a live host is seen by no lease, and
-   Celery's task state for it can be lost; the reaper fails such a run. A lease it finds lost (a renewal refused, or none succeeded for a
-   whole TTL: Postgres unreachable) means its runs are being reaped and re-executed elsewhere: it
-   SIGKILLs its Celery tree at once, then takes a new epoch and starts a fresh Celery worker.
+   Celery's task state for it can be lost; the reaper fails such a run. A lease it finds lost (a
+   renewal refused, or none succeeded for a whole TTL: Postgres unreachable, or silent behind a
+   partition) means its runs are being reaped and re-executed elsewhere: it SIGKILLs its Celery tree at once, then takes a new epoch (once
+   Postgres answers again) and starts a fresh Celery worker. Every database call of the agent is
+   bounded on the client (``db.deadline``), so a partition that drops packets cannot hold it in
+   a call past that point.
 4. Celery exiting ends the agent (exit status passed on); SIGTERM/SIGINT stop Celery warmly
    (running runs finish) and release the lease.
 
@@ -35,7 +38,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import yaml
@@ -50,6 +56,7 @@ STOP_TIMEOUT_S = 60.0
 # A pool child runs this many runs, then Celery forks a fresh one from the warm parent. Not 1:
 # Celery replaces an exited child on a ~1 s timer, which cost every run ~1.1 s (bench:scale).
 MAX_RUNS_PER_CHILD = 100
+T = TypeVar("T")
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -110,26 +117,37 @@ class Agent:
     def __init__(self, settings: Settings, name: str, concurrency: int, queues: tuple[str, ...]):
         self.settings, self.name, self.concurrency, self.queues = settings, name, concurrency, queues
         self.ttl = settings.lease_ttl_s
+        self.call_s = self.ttl / 5  # one database call's bound (and the renewal period)
         self.conn: psycopg.Connection | None = None
         self.stopping = False
 
-    def _db(self) -> psycopg.Connection:
-        if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = psycopg.connect(db.app_url(self.settings), autocommit=True,
-                                        connect_timeout=max(1, int(self.ttl / 5)),
-                                        options=f"-c statement_timeout={int(self.ttl * 200)}")
-        return self.conn
+    def _call(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """``fn`` on the agent's connection, bounded: connecting by ``connect_timeout`` (psycopg
+        enforces it on the client), the call by the server's ``statement_timeout`` while the server
+        can answer, and by ``db.deadline`` (twice that) when it cannot. psycopg.Error otherwise; the
+        connection is then dropped and the next call connects afresh."""
+        try:
+            if self.conn is None or self.conn.closed or self.conn.broken:
+                self.conn = psycopg.connect(db.app_url(self.settings), autocommit=True,
+                                            connect_timeout=max(2, round(self.call_s)),
+                                            options=f"-c statement_timeout={int(self.call_s * 1000)}")
+            with db.deadline(self.conn, 2 * self.call_s):
+                return fn(self.conn)
+        except psycopg.Error:
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            raise
 
     def _acquire(self) -> int:
         while True:
             try:
-                return leases.acquire(self._db(), self.name, self.ttl)
+                return self._call(partial(leases.acquire, worker=self.name, ttl_s=self.ttl))
             except psycopg.Error as exc:
                 log.warning("cannot take lease %s yet: %s", self.name, exc)
-                self.conn = None
                 if self.stopping:
                     raise SystemExit(0) from exc
-                time.sleep(self.ttl / 5)
+                time.sleep(self.call_s)
 
     def _start(self, epoch: int) -> subprocess.Popen:
         ready = self.settings.run_dir / "celery.ready"
@@ -159,15 +177,14 @@ class Agent:
                     kill_tree(proc)
                 continue
             try:
-                lost = not leases.renew(self._db(), self.name, epoch, self.ttl)
+                lost = not self._call(partial(leases.renew, worker=self.name, epoch=epoch, ttl_s=self.ttl))
                 if not lost:
                     last_ok = time.monotonic()
-                    for run_id in run_workers.mark_gone(self._db(), self.name, epoch):
+                    for run_id in self._call(partial(run_workers.mark_gone, worker=self.name, epoch=epoch)):
                         log.warning("worker %s: the process of run %s is gone; the reaper fails the run if it "
                                     "is still started", self.name, run_id)
             except psycopg.Error as exc:
                 log.warning("lease %s not renewed: %s", self.name, exc)
-                self.conn = None
                 lost = time.monotonic() - last_ok >= self.ttl
             if lost:
                 log.error("worker %s lost its lease (epoch %s): killing its celery tree; its runs are re-executed "
@@ -177,7 +194,7 @@ class Agent:
                 proc = self._start(epoch)
                 last_ok = time.monotonic()
                 continue
-            time.sleep(self.ttl / 5)
+            time.sleep(self.call_s)
 
     def _stop(self, signo: int, _frame: object) -> None:
         if self.stopping:
@@ -187,7 +204,7 @@ class Agent:
 
     def _release(self, epoch: int) -> None:
         try:
-            leases.release(self._db(), self.name, epoch)
+            self._call(partial(leases.release, worker=self.name, epoch=epoch))
         except psycopg.Error as exc:
             log.warning("lease %s not released (it expires by itself): %s", self.name, exc)
 

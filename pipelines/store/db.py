@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+
 import psycopg
 from psycopg import sql
 
@@ -34,6 +40,39 @@ def dagster_storage_url(settings: Settings) -> str:
 
 def connect(url: str, **kwargs: object) -> psycopg.Connection:
     return psycopg.connect(url, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+    """Bound the calls on ``conn`` inside the block on the client: once ``seconds`` have passed,
+    shut its socket down, so that a call still waiting for the server fails with
+    ``psycopg.OperationalError`` (the connection is then broken; drop it).
+
+    psycopg waits for the server's answer with no client-side limit (``Connection.wait`` has no
+    timeout for queries; only connecting has one, ``connect_timeout``). ``statement_timeout`` is
+    the server's, so a partition that drops packets keeps the call blocked in recv for good. TCP
+    keepalives and ``tcp_user_timeout`` catch a peer that stops acknowledging (once set short: by
+    default it takes minutes to hours), never a middlebox that acknowledges and forwards nothing;
+    this bounds every case.
+
+    Shutting down a duplicate of the socket acts on the socket itself (unlike closing a
+    duplicate), and the duplicate keeps it from being closed, and its number reused, before the
+    watchdog has done."""
+    watched = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    timer = threading.Timer(seconds, _shut_down, (watched,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        watched.close()
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _maintenance_url(url: str) -> str:

@@ -1,8 +1,11 @@
 """HARNESS_RUN_LAUNCHER=celery as real processes: the stack (code server, daemon, webserver, API)
 launching through Dagster's CeleryRunLauncher onto the suite's Redis, and two worker hosts
 (``WORKERS=2``), each its own process tree, data dir and heartbeat lease. Intents over HTTP spread
-over both workers and succeed exactly once; a worker host SIGKILLed as a whole (a lost machine)
-has its run reaped by lease expiry and resumed from failure on the other, effects exactly once.
+over both workers and succeed exactly once; a worker host SIGKILLed as a whole (a lost machine),
+frozen past its lease, or cut off from PostgreSQL by the network has its run reaped by lease
+expiry and resumed from failure on another, effects exactly once. Some tests start worker hosts
+of their own beside the two, each consuming a queue of its own: an intent routed there by
+``constraints.queue`` runs there only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -22,11 +26,13 @@ from pipelines.jobs.crashdemo import run_config as crashdemo_run_config
 from pipelines.orchestration import routing
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.settings import Settings, load
+from pipelines.store import run_workers
 from scripts import broker, stack
 from scripts import crashdemo_proof as proof
 from tests import per_checkout
 from tests.conftest import TEST_DATA_DIR, TestDatabases
 from tests.integration.test_stack_e2e import DEMO, _wait_final
+from tests.tcp_cut import BLACKHOLE, TcpCut
 
 N_INTENTS = 6
 BACKLOG = 8
@@ -85,6 +91,28 @@ def test_intents_over_http_spread_over_both_workers_each_once(api: httpx.Client,
     assert artifacts == N_INTENTS
 
 
+@contextlib.contextmanager
+def _host(celery_stack: Settings, name: str, queue: str, app_url: str, dagster_url: str) -> Iterator[Path]:
+    """One more worker host beside the stack's two, consuming only ``queue``, reaching PostgreSQL
+    at these URLs (all of it: app and Dagster storage); stopped when the block ends. Yields its
+    data dir."""
+    urls = (("DATABASE_URL", app_url), ("APP_DATABASE_URL", app_url), ("DAGSTER_DATABASE_URL", dagster_url))
+    stack.start(celery_stack, stack.worker(celery_stack, name, (queue,), urls), stack.stack_env(celery_stack))
+    try:
+        stack.wait_ready(celery_stack, [name], 120)
+        yield stack.worker_data_dir(celery_stack, name)
+    finally:
+        stack.stop(celery_stack, name)
+
+
+def _failure_reason(dagster_url: str, dagster_run_id: str) -> str:
+    with psycopg.connect(dagster_url) as conn:
+        (reason,) = conn.execute(
+            "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
+            (dagster_run_id,)).fetchone()
+    return str(reason)
+
+
 def test_a_lost_worker_host_is_reaped_by_its_lease_and_resumed_on_the_other(
         celery_stack: Settings, test_databases: TestDatabases) -> None:
     app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
@@ -103,10 +131,7 @@ def test_a_lost_worker_host_is_reaped_by_its_lease_and_resumed_on_the_other(
         assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
         resumed = _workers_of(app_url, [runs[-1].run_id])[runs[-1].run_id]
         assert resumed != lost
-        with psycopg.connect(dagster_url) as conn:
-            (reason,) = conn.execute(
-                "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
-                (first,)).fetchone()
+        reason = _failure_reason(dagster_url, first)
         assert "lease" in reason and lost in reason
     finally:
         stack.up(celery_stack)  # the lost host comes back (with a new lease epoch)
@@ -257,3 +282,98 @@ def test_a_run_whose_process_dies_on_a_live_host_is_reaped_and_resumed(celery_st
     runs = proof.group(dagster_url, wf)
     assert [r.status for r in runs] == ["FAILURE", "SUCCESS"], runs
     assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
+
+
+NETCUT_QUEUE = "netcut"
+
+
+def test_a_worker_host_cut_off_from_postgres_is_reaped_and_resumed_on_another(
+        celery_stack: Settings, test_databases: TestDatabases) -> None:
+    """A host reaches PostgreSQL only through a proxy (``tests/tcp_cut.py``); the broker stays
+    reachable. Its run, paused inside s2, is cut off by a partition that drops every packet (the
+    proxy's blackhole; a refused network fails the agent's calls at once, test_worker_netcut.py).
+    Its agent, bounded on every lease call, kills its Celery tree about a TTL after its last
+    renewal, while still cut off; the reaper fails the run once the lease expired, and the retry
+    daemon resumes it on a healthy host consuming the same queue. Back on the network, the host
+    takes a new epoch; the reaped run stays failed and each step's effect happened once."""
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    wf = "wf-celery-netcut"
+    with TcpCut.to_database(app_url) as net, \
+            _host(celery_stack, "worker-cut", NETCUT_QUEUE, net.url(app_url), net.url(dagster_url)) as cut_dir:
+        first = proof.launch(celery_stack, app_url, wf, "s2_before_commit", proof.PAUSE_S,
+                             routing.tags({"queue": NETCUT_QUEUE}))
+        proof.poll("s2 to start", lambda: proof._step_running(app_url, wf, "s2"), 60, 0.1)
+        proof.poll("the run to register its worker", lambda: first in _workers_of(app_url, [first]), 30, 0.1)
+        assert _workers_of(app_url, [first])[first] == "worker-cut"
+        celery_pid = int((cut_dir / "run" / "celery.ready").read_text())
+        celery_ticks = run_workers.start_ticks(celery_pid)
+        # Started only now, so the run could not go to it: where the retry goes.
+        with _host(celery_stack, "worker-spare", NETCUT_QUEUE, app_url, dagster_url):
+            seen: dict[str, float] = {}
+
+            def progressed() -> bool:
+                runs = proof.group(dagster_url, wf)
+                for what, happened in (
+                        ("its Celery tree killed", run_workers.start_ticks(celery_pid) != celery_ticks),
+                        ("the run failed", runs[0].status == "FAILURE"),
+                        ("the retry succeeded", len(runs) > 1 and runs[-1].status == "SUCCESS")):
+                    if happened:
+                        seen.setdefault(what, time.monotonic() - cut_at)
+                return len(seen) == 3
+
+            net.cut(BLACKHOLE)
+            cut_at = time.monotonic()
+            try:
+                proof.poll("the cut host's tree killed, its run failed and retried elsewhere", progressed, 180, 0.2)
+            finally:
+                net.restore()
+            print("\nnetwork cut (blackhole) -> " + ", ".join(f"{what} {s:.1f} s" for what, s in seen.items()))
+            runs = proof.group(dagster_url, wf)
+            # Back on the network: a new epoch, while the reaped run stays failed (the fence).
+            with psycopg.connect(app_url) as conn:
+                proof.poll("the cut host to take a new lease", lambda: conn.execute(
+                    "SELECT epoch > %s FROM app.worker_leases WHERE worker = 'worker-cut'",
+                    (_lease_epoch(app_url, first),)).fetchone()[0], 60, 0.2)
+    assert [r.status for r in runs] == ["FAILURE", "SUCCESS"], runs
+    assert [r.status for r in proof.group(dagster_url, wf)] == ["FAILURE", "SUCCESS"]
+    assert proof.marks(app_url, wf) == {"s1": 1, "s2": 1}
+    assert _workers_of(app_url, [runs[-1].run_id])[runs[-1].run_id] == "worker-spare"
+    reason = _failure_reason(dagster_url, first)
+    assert "lease" in reason and "worker-cut" in reason, reason
+
+
+ROUTED_QUEUE = "routed"
+
+
+def _run_spans(dagster_url: str, dagster_run_ids: list[str]) -> list[tuple[float, float]]:
+    """(start, end) of each run, in order of start."""
+    with psycopg.connect(dagster_url) as conn:
+        return [(float(a), float(b)) for a, b in conn.execute(
+            "SELECT start_time, end_time FROM runs WHERE run_id = ANY(%s) ORDER BY start_time",
+            (dagster_run_ids,)).fetchall()]
+
+
+def test_an_intent_routed_to_a_queue_runs_only_on_the_host_consuming_it(
+        api: httpx.Client, celery_stack: Settings, test_databases: TestDatabases) -> None:
+    """``constraints.queue`` over HTTP, end to end: one more host consumes only that queue (at
+    concurrency 1, the queue's cap), the stack's two only the default one. The routed runs execute
+    on that host, once each, one after the other; the default ones never there."""
+    app_url, dagster_url = test_databases.app_url, test_databases.dagster_url
+    with _host(celery_stack, "worker-routed", ROUTED_QUEUE, app_url, dagster_url):
+        routed = api.post("/intents", json={**DEMO, "constraints": {"queue": ROUTED_QUEUE}}).json()["intentId"]
+        plain = api.post("/intents", json=DEMO).json()["intentId"]
+        routed_ids = [api.post(f"/intents/{routed}/run", json={}).json()["runId"] for _ in range(2)]
+        plain_ids = [api.post(f"/intents/{plain}/run", json={}).json()["runId"] for _ in range(3)]
+        views = [_wait_final(api, run_id, 180) for run_id in routed_ids + plain_ids]
+    assert [v["status"] for v in views] == ["succeeded"] * len(views)
+    for view in views:  # exactly once: one Dagster run, every step done on its first attempt
+        assert len(view["dagsterRuns"]) == 1, view["dagsterRuns"]
+        assert [(s["status"], s["attempts"]) for s in view["steps"]] == [("succeeded", 1)] * 3, view["steps"]
+    routed_runs = [v["dagsterRuns"][0]["runId"] for v in views[:2]]
+    plain_runs = [v["dagsterRuns"][0]["runId"] for v in views[2:]]
+    workers = _workers_of(app_url, routed_runs + plain_runs)
+    assert [workers[r] for r in routed_runs] == ["worker-routed"] * 2, workers
+    assert {workers[r] for r in plain_runs} <= {"worker-1", "worker-2"}, workers
+    # The queue's cap (its one host's concurrency 1): the second routed run started after the first ended.
+    (_, first_end), (second_start, _) = _run_spans(dagster_url, routed_runs)
+    assert second_start >= first_end
