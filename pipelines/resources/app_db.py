@@ -45,7 +45,8 @@ class AppDatabase(ConfigurableResource):
     def connection(self) -> Iterator[psycopg.Connection]:
         """An autocommit connection; callers open explicit transactions for their writes."""
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
+                                         options=leases.session_options())
         yield self._conn
 
 

@@ -74,15 +74,38 @@ def is_valid(conn: psycopg.Connection, worker: str, epoch: int) -> bool:
     return row is not None
 
 
-def revoke(conn: psycopg.Connection, worker: str, epoch: int) -> bool:
+REVOKE_LOCK_TIMEOUT_S = 5.0
+
+
+def revoke(conn: psycopg.Connection, worker: str, epoch: int, lock_timeout_s: float = REVOKE_LOCK_TIMEOUT_S) -> bool:
     """True when the lease is dead (expired or superseded), after waiting out every commit still
-    holding it: from then on no step can commit under it. False: the lease is valid."""
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT epoch, expires_at > clock_timestamp() FROM app.worker_leases WHERE worker = %s FOR UPDATE",
-            (worker,),
-        ).fetchone()
+    holding it: from then on no step can commit under it. False: the lease is valid, or a commit
+    has held it for ``lock_timeout_s`` (ask again later). A commit is over in milliseconds; one
+    that holds the lease longer belongs to a host cut off inside its transaction, whose session
+    the server ends after ``session_options``' idle timeout: the reaper's tick is not held up
+    meanwhile."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",))
+            row = conn.execute(
+                "SELECT epoch, expires_at > clock_timestamp() FROM app.worker_leases WHERE worker = %s FOR UPDATE",
+                (worker,),
+            ).fetchone()
+    except psycopg.errors.LockNotAvailable:
+        return False
     return row is None or row[0] != epoch or not row[1]
+
+
+def session_options() -> str:
+    """libpq ``options`` for the app database sessions of a process running under a lease: the
+    server ends a session idle inside a transaction for a TTL. A host cut off (or frozen) in the
+    middle of a checkpoint commit would otherwise hold its lease ``FOR SHARE`` until the server's
+    TCP keepalives noticed, hours by default, and its runs could not be reaped. Its transaction
+    is rolled back: nothing of it commits, as the fence wants."""
+    settings = load()
+    if settings.worker_lease is None:
+        return ""
+    return f"-c idle_in_transaction_session_timeout={int(settings.lease_ttl_s * 1000)}"
 
 
 def current() -> tuple[str, int] | None:

@@ -161,3 +161,29 @@ def test_revoke_waits_for_a_commit_holding_the_lease(app_db_url: str, monkeypatc
         revoking.join(30)
         assert verdict == [True]
         assert _marks(reap) == 1 and checkpoint.step_status(reap, "wf-fence", "s") == "succeeded"
+
+
+def test_a_commit_cut_off_inside_its_transaction_does_not_hold_the_reaper(
+        app_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host cut off between its fence (the lease held FOR SHARE) and its commit: the reaper's
+    revoke gives up after its lock timeout instead of waiting on it, and the server ends the
+    session after the idle timeout a leased process's sessions carry, freeing the lease."""
+    with psycopg.connect(app_db_url, autocommit=True) as reap:
+        epoch = leases.acquire(reap, "w1", SHORT_TTL)
+        monkeypatch.setenv("HARNESS_WORKER_LEASE", f"w1:{epoch}")
+        # The session outlives the lease (its TTL is the agent's; the server's idle limit here is
+        # longer than what is left of the lease), so the revoke below meets the lock.
+        monkeypatch.setenv("HARNESS_LEASE_TTL_S", "15")
+        assert leases.session_options() == "-c idle_in_transaction_session_timeout=15000"
+        cut = psycopg.connect(app_db_url, autocommit=True, options=leases.session_options())
+        cut.execute("BEGIN")
+        leases.fence(cut)  # ... and nothing more from this host
+        poll("the lease to expire", lambda: not leases.is_valid(reap, "w1", epoch), 60, 0.1)
+        assert leases.revoke(reap, "w1", epoch, lock_timeout_s=0.2) is False  # held: ask again later
+        poll("the server to end the idle session and the lease to be revoked",
+             lambda: leases.revoke(reap, "w1", epoch, lock_timeout_s=0.2), 30, 0.2)
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            cut.execute("COMMIT")
+        cut.close()
+    monkeypatch.delenv("HARNESS_WORKER_LEASE")
+    assert leases.session_options() == ""
