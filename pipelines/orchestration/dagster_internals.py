@@ -36,6 +36,11 @@ Run storage (``pipelines/orchestration/dagster_storage.py``):
   ``add_historical_run`` call), with ``RunsTable`` and ``RunTagsTable``, the tables it writes, and
   ``DagsterRunAlreadyExists``, what it raises for a run that exists.
 
+Sensors (``pipelines/sensors/__init__.py``):
+
+- ``MIN_INTERVAL_LOOP_TIME``: the sensor daemon's loop period, which every sensor's minimum
+  interval is set under (so each ticks on every loop).
+
 Daemon with pooled storage (``scripts/daemon.py``):
 
 - ``daemon_controller_from_instance`` and ``WorkspaceFileTarget``: what ``dagster-daemon run -w``
@@ -55,6 +60,7 @@ from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 from dagster._core.storage.tags import HIDDEN_TAG_PREFIX, TagType, get_tag_type
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.controller import daemon_controller_from_instance
+from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, class_from_code_pointer, unpack_value
 from dagster._utils.interrupts import capture_interrupts
@@ -63,6 +69,7 @@ PINNED_DAGSTER = "1.13.27"
 
 __all__ = [
     "HIDDEN_TAG_PREFIX",
+    "MIN_INTERVAL_LOOP_TIME",
     "PINNED_DAGSTER",
     "CheckRunHealthResult",
     "ConfigurableClass",

@@ -9,12 +9,13 @@ from urllib.parse import urlsplit
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
 from pipelines.orchestration import alerts
+from pipelines.sensors import EVERY_LOOP
 from pipelines.sensors.databases import app_connection
 from pipelines.settings import load
 
 
-# Every 5 s (Dagster's floor): an alert's first attempt follows its run's final status by about a tick.
-@sensor(minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
+# Every 5 s (the daemon's loop): an alert's first attempt follows its run's final status by about a tick.
+@sensor(minimum_interval_seconds=EVERY_LOOP, default_status=DefaultSensorStatus.RUNNING)
 def alert_delivery(context: SensorEvaluationContext) -> SkipReason:
     settings = load()
     if not (settings.alert_urls and settings.alert_secret):  # load() refuses URLs without a secret

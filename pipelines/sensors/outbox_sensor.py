@@ -11,10 +11,11 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Sk
 
 from pipelines.jobs.intent import INTENT, intent_job
 from pipelines.orchestration import lifecycle
+from pipelines.sensors import EVERY_LOOP
 from pipelines.sensors.databases import app_connection, dagster_connection
 
 
-@sensor(job=intent_job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
+@sensor(job=intent_job, minimum_interval_seconds=EVERY_LOOP, default_status=DefaultSensorStatus.RUNNING)
 def intent_outbox(context: SensorEvaluationContext) -> list[RunRequest] | SkipReason:
     with app_connection() as conn, dagster_connection() as dconn:
         pending = lifecycle.reconcile(conn, dconn)

@@ -3,12 +3,13 @@ from dagster import DagsterInstance, DefaultSensorStatus, SensorEvaluationContex
 
 from pipelines.orchestration.dagster_client import DagsterClient
 from pipelines.orchestration.reaper import reap, relaunch_abandoned_retries
+from pipelines.sensors import EVERY_LOOP
 from pipelines.sensors.databases import app_connection, dagster_connection
 from pipelines.settings import load
 
 
-# 5 s is Dagster's floor for sensor ticks (MIN_INTERVAL_LOOP_TIME), whatever is asked for.
-@sensor(minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
+# Every 5 s (the daemon's loop, Dagster's floor, whatever is asked for).
+@sensor(minimum_interval_seconds=EVERY_LOOP, default_status=DefaultSensorStatus.RUNNING)
 def run_reaper(context: SensorEvaluationContext) -> SkipReason:
     def instance() -> DagsterInstance:  # built on first use only: most ticks find nothing to do
         return context.instance

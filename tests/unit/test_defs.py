@@ -64,3 +64,17 @@ def test_the_materialized_keys_are_declared_with_their_lineage() -> None:
                         "durability/crashdemo_soak": set()}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).description and graph.get(key).group_name in {"intent", "durability"}
+
+
+def test_every_sensor_ticks_on_every_daemon_loop() -> None:
+    """Asked for the loop's own period, a sensor is skipped whenever its tick started a little late
+    in the loop before: the reaper then ticked every 10 s (pipelines/sensors/__init__.py)."""
+    from pipelines.definitions import defs
+    from pipelines.orchestration.dagster_internals import MIN_INTERVAL_LOOP_TIME
+
+    assert MIN_INTERVAL_LOOP_TIME == 5
+    sensors = list(defs.sensors or [])
+    assert sensors
+    for sensor in sensors:
+        assert sensor.minimum_interval_seconds is not None, sensor.name
+        assert sensor.minimum_interval_seconds < MIN_INTERVAL_LOOP_TIME, sensor.name
