@@ -18,6 +18,8 @@ PARENT_RUN_TAG = "dagster/parent_run_id"
 RUN_TAGS_SQL = "(run_body::jsonb -> 'tags')"
 ONE_ROOT_INDEX = "harness_one_root_run_per_app_run"
 RELAUNCHED_TAG = "harness/relaunched_as"
+# Dagster's tag naming a failed run's automatic retry (its retry daemon reads it to not retry twice).
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 # A run in one of these statuses is over (CANCELING is not: its worker may still be running).
 ENDED = ("SUCCESS", "FAILURE", "CANCELED")
 # The retry daemon's engine event when it cannot launch a retry (matched in the serialized event).
@@ -118,12 +120,12 @@ def abandoned_retries(conn: psycopg.Connection, *, ended_after: float) -> list[s
           AND EXISTS (SELECT 1 FROM run_tags t
                       WHERE t.run_id = r.run_id AND t.key = 'dagster/will_retry' AND t.value = 'false')
           AND NOT EXISTS (SELECT 1 FROM run_tags t
-                          WHERE t.run_id = r.run_id AND t.key IN (%s, 'dagster/auto_retry_run_id'))
+                          WHERE t.run_id = r.run_id AND t.key IN (%s, %s))
           AND EXISTS (SELECT 1 FROM event_logs e
                       WHERE e.run_id = r.run_id AND e.dagster_event_type = 'ENGINE_EVENT' AND e.event LIKE %s)
         ORDER BY r.id
         """,
-        (ended_after, RELAUNCHED_TAG, RETRY_LAUNCH_FAILED_LIKE),
+        (ended_after, RELAUNCHED_TAG, AUTO_RETRY_RUN_ID_TAG, RETRY_LAUNCH_FAILED_LIKE),
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -139,11 +141,11 @@ def lost_retries(conn: psycopg.Connection, *, ended_before: float, ended_after: 
           AND EXISTS (SELECT 1 FROM run_tags t
                       WHERE t.run_id = r.run_id AND t.key = 'dagster/will_retry' AND t.value = 'true')
           AND NOT EXISTS (SELECT 1 FROM run_tags t
-                          WHERE t.run_id = r.run_id AND t.key IN (%s, 'dagster/auto_retry_run_id'))
+                          WHERE t.run_id = r.run_id AND t.key IN (%s, %s))
           AND NOT EXISTS (SELECT 1 FROM run_tags t WHERE t.key = %s AND t.value = r.run_id)
         ORDER BY r.id
         """,
-        (ended_before, ended_after, RELAUNCHED_TAG, PARENT_RUN_TAG),
+        (ended_before, ended_after, RELAUNCHED_TAG, AUTO_RETRY_RUN_ID_TAG, PARENT_RUN_TAG),
     ).fetchall()
     return [r[0] for r in rows]
 

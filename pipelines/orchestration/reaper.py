@@ -38,7 +38,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from pipelines.orchestration import dagster_runs
 from pipelines.orchestration.dagster_client import DagsterClient, DagsterRejected, DagsterUnavailable
-from pipelines.orchestration.dagster_runs import RELAUNCHED_TAG
+from pipelines.orchestration.dagster_runs import AUTO_RETRY_RUN_ID_TAG, RELAUNCHED_TAG
 from pipelines.store import leases, run_workers
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 UNREGISTERED_GRACE_S = 10.0
 RELAUNCH_WINDOW_S = 3600.0
 LOST_RETRY_GRACE_S = 30.0
-AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 
 
 def _gone(conn: psycopg.Connection, run_id: str, started: float | None, grace_s: float) -> str | None:

@@ -71,11 +71,12 @@ def _failure_message(instance: DagsterInstance, run_id: str) -> str:
     return next(e.message for e in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE))
 
 
-def _failed_retry(instance: DagsterInstance, launch_failed: bool, tags: dict[str, str] | None = None) -> str:
+def _failed_retry(instance: DagsterInstance, launch_failed: bool, tags: dict[str, str] | None = None,
+                  will_retry: bool = False) -> str:
     run_id = str(uuid.uuid4())
     instance.add_run(DagsterRun(job_name="hello_job", run_id=run_id, status=DagsterRunStatus.NOT_STARTED))
     instance.report_run_failed(instance.get_run_by_id(run_id), message="boom")
-    instance.add_run_tags(run_id, {"dagster/will_retry": "false", **(tags or {})})
+    instance.add_run_tags(run_id, {"dagster/will_retry": str(will_retry).lower(), **(tags or {})})
     if launch_failed:
         instance.report_engine_event("Failed to retry run", instance.get_run_by_id(run_id))
     return run_id
@@ -92,10 +93,7 @@ def test_abandoned_retries_are_listed_once(instance: DagsterInstance, runs_conn:
 
 def _lost_retry(instance: DagsterInstance, runs_conn: psycopg.Connection, ended_s_ago: float,
                 tags: dict[str, str] | None = None) -> str:
-    run_id = str(uuid.uuid4())
-    instance.add_run(DagsterRun(job_name="hello_job", run_id=run_id, status=DagsterRunStatus.NOT_STARTED))
-    instance.report_run_failed(instance.get_run_by_id(run_id), message="Exceeded maximum runtime of 2 seconds.")
-    instance.add_run_tags(run_id, {"dagster/will_retry": "true", **(tags or {})})
+    run_id = _failed_retry(instance, launch_failed=False, tags=tags, will_retry=True)
     runs_conn.execute("UPDATE runs SET end_time = %s WHERE run_id = %s", (time.time() - ended_s_ago, run_id))
     return run_id
 

@@ -105,6 +105,22 @@ def _host(celery_stack: Settings, name: str, queue: str, app_url: str, dagster_u
         stack.stop(celery_stack, name)
 
 
+def _suite_broker() -> Settings:
+    return dataclasses.replace(load(), data_dir=TEST_DATA_DIR / "broker", broker_url_override=None)
+
+
+def _kill_suite_broker() -> None:
+    """SIGKILL the suite's Redis (restarted empty by ``_restart_suite_broker``)."""
+    pid = broker.running(_suite_broker())
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    proof.poll("the broker to be gone", lambda: broker.running(_suite_broker()) is None, 30, 0.05)
+
+
+def _restart_suite_broker() -> None:
+    broker.up(_suite_broker(), port=per_checkout.SUITE_BROKER)
+
+
 def _failure_reason(dagster_url: str, dagster_run_id: str) -> str:
     with psycopg.connect(dagster_url) as conn:
         (reason,) = conn.execute(
@@ -236,12 +252,8 @@ def test_a_broker_restart_under_a_running_run_fails_nothing(celery_stack: Settin
     # Longer than two run-monitoring polls (5 s): the check runs while the state is lost.
     proof.launch(celery_stack, app_url, wf, "s2_before_commit", 12.0)
     proof.poll("s2 to start", lambda: proof._step_running(app_url, wf, "s2"), 60, 0.1)
-    suite_broker = dataclasses.replace(load(), data_dir=TEST_DATA_DIR / "broker", broker_url_override=None)
-    pid = broker.running(suite_broker)
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    proof.poll("the broker to be gone", lambda: broker.running(suite_broker) is None, 30, 0.05)
-    broker.up(suite_broker, port=per_checkout.SUITE_BROKER)
+    _kill_suite_broker()
+    _restart_suite_broker()
     proof.poll("the run group to settle", lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].settled,
                120, 0.5)
     assert [r.status for r in proof.group(dagster_url, wf)] == ["SUCCESS"]
@@ -262,20 +274,13 @@ def test_a_run_whose_process_dies_on_a_live_host_is_reaped_and_resumed(celery_st
     proof.poll("the run to register its worker", lambda: first in _workers_of(app_url, [first]), 30, 0.1)
     with psycopg.connect(app_url) as conn:
         (pid,) = conn.execute("SELECT pid FROM app.run_workers WHERE dagster_run_id = %s", (first,)).fetchone()
-    suite_broker = dataclasses.replace(load(), data_dir=TEST_DATA_DIR / "broker", broker_url_override=None)
-    redis = broker.running(suite_broker)
-    assert redis is not None
-    os.kill(redis, signal.SIGKILL)
+    _kill_suite_broker()
     try:
-        proof.poll("the broker to be gone", lambda: broker.running(suite_broker) is None, 30, 0.05)
         os.kill(pid, signal.SIGKILL)
         proof.poll("the run to be failed", lambda: proof.group(dagster_url, wf)[0].status == "FAILURE", 60, 0.2)
     finally:
-        broker.up(suite_broker, port=per_checkout.SUITE_BROKER)
-    with psycopg.connect(dagster_url) as conn:
-        (reason,) = conn.execute(
-            "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
-            (first,)).fetchone()
+        _restart_suite_broker()
+    reason = _failure_reason(dagster_url, first)
     assert "seen by the host's agent" in reason, reason
     proof.poll("the run group to settle", lambda: (g := proof.group(dagster_url, wf)) != [] and g[-1].settled,
                240, 0.5)
